@@ -1,0 +1,236 @@
+"""Rates α̂ = dÂ/dt, β̂ = dB̂/dt by Savitzky–Golay differentiation, and tail indices.
+
+Paper §4.1 and MATH.md §4. The paper differentiates with scipy's Savitzky–Golay filter
+(polyorder 2; windows 191/551 for plots of the rates, 21 when the rates drive a
+simulation). `lesde` does the same on uniform grids and, on non-uniform grids, fits the
+same local polynomials explicitly in t (see `savgol_derivative`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+from scipy.signal import savgol_filter
+
+from lesde.model import check_ts
+
+__all__ = ["estimate_rates", "tail_index", "savgol_derivative"]
+
+# A grid counts as uniform when every spacing equals the mean spacing to this relative
+# tolerance: float rounding of t = t0 + m·h is ~1e-16·|t|/h, far below it.
+_UNIFORM_RTOL = 1e-9
+
+
+def _is_uniform(t: np.ndarray) -> bool:
+    if t.size < 3:
+        return True
+    dt = np.diff(t)
+    h = (t[-1] - t[0]) / (t.size - 1)
+    return bool(np.all(np.abs(dt - h) <= _UNIFORM_RTOL * h))
+
+
+def _check_window(window: Any, polyorder: Any, n: int, name: str = "window") -> tuple[int, int]:
+    for nm, v in ((name, window), ("polyorder", polyorder)):
+        if isinstance(v, bool) or not isinstance(v, int | np.integer):
+            raise TypeError(f"`{nm}` must be an int, got {type(v).__name__}")
+    window, polyorder = int(window), int(polyorder)
+    if polyorder < 1:
+        raise ValueError(f"`polyorder` must be >= 1 to differentiate, got {polyorder}")
+    if window % 2 == 0 or window <= polyorder:
+        raise ValueError(f"`{name}` must be odd and > polyorder={polyorder}, got {window}")
+    if window > n:
+        raise ValueError(f"`{name}` must be <= the number of usable time points {n}, got {window}")
+    return window, polyorder
+
+
+def _local_poly_derivative(t: np.ndarray, y: np.ndarray, window: int, polyorder: int):
+    """First derivative from least-squares polynomials over `window` neighbouring points.
+
+    The window of point i is the `window` grid points centred on i, shifted inwards at
+    the two ends (scipy's mode="interp"); the polynomial is fitted in τ = t − t_i, so the
+    derivative at t_i is its linear coefficient. On a uniform grid this is exactly the
+    Savitzky–Golay derivative.
+
+    Args:
+        t: (T,) times (any spacing).
+        y: (T, m) values, m series fitted at once.
+
+    Returns:
+        (T, m) derivatives.
+    """
+    T = t.size
+    half = window // 2
+    start = np.clip(np.arange(T) - half, 0, T - window)  # (T,) first index of each window
+    idx = start[:, None] + np.arange(window)[None, :]  # (T, window)
+    # centre and scale τ per window so the Vandermonde matrix stays well conditioned
+    tau = t[idx] - t[:, None]  # (T, window)
+    scale = np.abs(tau).max(axis=1, keepdims=True)  # (T, 1) > 0 since window >= 2
+    V = (tau / scale)[:, :, None] ** np.arange(polyorder + 1)  # (T, window, q)
+    pinv = np.linalg.pinv(V)  # (T, q, window); row 1 gives the linear coefficient
+    d1 = np.einsum("tw,twm->tm", pinv[:, 1, :], y[idx])  # (T, m) in units of 1/scale
+    return d1 / scale
+
+
+def savgol_derivative(ts: Any, y: Any, *, window: int, polyorder: int = 2) -> np.ndarray:
+    """dy/dt of one or several series by Savitzky–Golay differentiation along axis 0.
+
+    Uniform grids use `scipy.signal.savgol_filter(deriv=1, delta=h, mode="interp")`.
+    Non-uniform grids are handled explicitly, never treated as uniform: at every grid
+    point a degree-`polyorder` polynomial in t is fitted by least squares to the
+    `window` neighbouring points (the Savitzky–Golay definition without the uniform-
+    spacing shortcut) and differentiated.
+
+    Args:
+        ts: (T,) strictly increasing times.
+        y: (T, ...) finite values.
+        window: odd number of points per local fit, polyorder < window <= T.
+        polyorder: polynomial degree (≥ 1).
+
+    Returns:
+        (T, ...) derivatives.
+    """
+    t = check_ts(ts)
+    yy = np.asarray(y, dtype=float)
+    if yy.shape[:1] != t.shape:
+        raise ValueError(f"`y` must have {t.size} rows to match `ts`, got shape {yy.shape}")
+    window, polyorder = _check_window(window, polyorder, t.size)
+    if _is_uniform(t):
+        h = (t[-1] - t[0]) / (t.size - 1)
+        return savgol_filter(
+            yy, window_length=window, polyorder=polyorder, deriv=1, delta=h, axis=0, mode="interp"
+        )
+    flat = yy.reshape(t.size, -1)  # (T, m)
+    return _local_poly_derivative(t, flat, window, polyorder).reshape(yy.shape)
+
+
+def estimate_rates(
+    ts: Any, A: Any, B: Any, *, window: int, polyorder: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
+    """α̂(t) = dÂ/dt and β̂(t) = dB̂/dt by Savitzky–Golay differentiation (paper §4.1).
+
+    Time is in the units of ``ts`` (iterations by default), so the rates are
+    per-iteration coefficients. See `savgol_derivative` for uniform and non-uniform grids.
+
+    NaN handling (NaNs come from `estimate_ab` at points with no usable ratio): leading
+    and trailing NaNs are trimmed; interior NaNs are linearly interpolated in t before
+    differentiating. The returned rates are NaN at every point where ``A`` or ``B`` was
+    NaN (a derivative there would be invented), and one warning gives the count.
+
+    Args:
+        ts: (T,) strictly increasing times.
+        A: (T,) Â(t).
+        B: (T,) B̂(t).
+        window: odd number of points of the local fits, polyorder < window <= number of
+            points between the first and last finite value. The paper uses 191/551 for
+            plots and 21 to drive simulations.
+        polyorder: polynomial degree (paper: 2).
+
+    Returns:
+        (alpha_hat, beta_hat), each (T,).
+
+    Raises:
+        ValueError: on mismatched shapes, a bad window, or too few finite points.
+    """
+    t = check_ts(ts)
+    Aa, Ba = np.asarray(A, dtype=float), np.asarray(B, dtype=float)
+    if Aa.shape != t.shape or Ba.shape != t.shape:
+        raise ValueError(
+            f"`A` and `B` must each have shape ({t.size},) to match `ts`, "
+            f"got {Aa.shape} and {Ba.shape}"
+        )
+    AB = np.stack([Aa, Ba], axis=1)  # (T, 2)
+    bad = ~np.all(np.isfinite(AB), axis=1)  # (T,)
+    good_idx = np.flatnonzero(~bad)
+    if good_idx.size == 0:
+        raise ValueError("`A` and `B` have no point where both are finite")
+    lo, hi = good_idx[0], good_idx[-1] + 1  # trimmed core [lo, hi)
+    _check_window(window, polyorder, hi - lo)
+    core_t = t[lo:hi]
+    core = AB[lo:hi].copy()  # (Tc, 2)
+    core_bad = bad[lo:hi]
+    if core_bad.any():
+        for j in range(2):
+            core[core_bad, j] = np.interp(core_t[core_bad], core_t[~core_bad], core[~core_bad, j])
+    d = savgol_derivative(core_t, core, window=window, polyorder=polyorder)  # (Tc, 2)
+    out = np.full((t.size, 2), np.nan)
+    out[lo:hi] = d
+    out[bad] = np.nan
+    n_bad = int(bad.sum())
+    if n_bad:
+        warnings.warn(
+            f"estimate_rates: {n_bad} of {t.size} points of A/B are NaN; rates are NaN there "
+            "(interior gaps were interpolated linearly to differentiate their neighbours)",
+            stacklevel=2,
+        )
+    return out[:, 0], out[:, 1]
+
+
+def _default_window(t: np.ndarray) -> tuple[float, float]:
+    """The last 1000 iterations or the last 10% of the time span, whichever is shorter."""
+    span = min(1000.0, 0.1 * (t[-1] - t[0]))
+    return t[-1] - span, t[-1]
+
+
+def tail_index(
+    ts: Any, series: Any, *, t_range: tuple[float, float] | None = None, method: str = "slope"
+) -> float:
+    """Tail index r̂ of a rate from its integral, e.g. r̂_α from Â(t) (paper §4.1).
+
+    If α(t) ~ t^{−s} (s < 1) then A(t) ~ C·t^{1−s}, and r̂ → s; if s > 1, A converges and
+    r̂ → 1 from below. Separation is predicted iff r_γ < 1 (Theorem 3.1).
+
+    - ``method="paper"``: r̂ = 1 − avg_{T₁ ≤ t ≤ T₂} log|A(t)| / log(1 + t), the paper's
+      formula; it approaches s only as fast as log C / log t vanishes.
+    - ``method="slope"``: r̂ = 1 − (least-squares slope of log|A| against log(1 + t) on
+      the window), which removes that bias.
+
+    The paper flips the sign of a series that is mostly negative on the window; with
+    log|·| the flip is implicit. Points where A is zero or not finite are left out.
+
+    Args:
+        ts: (T,) strictly increasing times (iterations; log(1 + t) needs t > −1).
+        series: (T,) the integrated rate (Â, B̂, or an integral of γ̂).
+        t_range: (T₁, T₂), the window; default: the last 1000 iterations or the last 10%
+            of the time span, whichever is shorter (the paper uses the last 1000).
+        method: "slope" (default) or "paper".
+
+    Returns:
+        r̂ as a float (NaN if fewer than two usable points, a warning says so).
+
+    Raises:
+        ValueError: on a bad shape, method or window.
+    """
+    t = check_ts(ts)
+    y = np.asarray(series, dtype=float)
+    if y.shape != t.shape:
+        raise ValueError(f"`series` must have shape {t.shape} to match `ts`, got {y.shape}")
+    if method not in ("slope", "paper"):
+        raise ValueError(f"`method` must be 'slope' or 'paper', got {method!r}")
+    if t[0] <= -1:
+        raise ValueError(f"`ts` must be > -1 for log(1 + t), got ts[0]={t[0]}")
+    if t_range is None:
+        t1, t2 = _default_window(t)
+    else:
+        try:
+            t1, t2 = (float(v) for v in t_range)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"`t_range` must be a pair (T1, T2), got {t_range!r}") from err
+        if not t1 < t2:
+            raise ValueError(f"`t_range` must have T1 < T2, got {t_range!r}")
+    sel = (t >= t1) & (t <= t2) & np.isfinite(y) & (y != 0)
+    # log(1 + t) = 0 at t = 0 would divide by zero in the paper formula
+    sel &= t > 0 if method == "paper" else True
+    if np.count_nonzero(sel) < 2:
+        warnings.warn(
+            f"tail_index: fewer than two usable points in t_range=({t1}, {t2}); returning NaN",
+            stacklevel=2,
+        )
+        return float("nan")
+    logy = np.log(np.abs(y[sel]))
+    logt = np.log1p(t[sel])
+    if method == "paper":
+        return float(1.0 - np.mean(logy / logt))
+    slope = np.polyfit(logt, logy, 1)[0]
+    return float(1.0 - slope)
