@@ -1,0 +1,142 @@
+"""simulate_from_estimates: forward Euler / Euler–Maruyama driven by α̂, β̂ (paper §4.2)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lesde
+from lesde import LEModel, closed_form, simulate_from_estimates, solve_ode
+
+
+def _x0(K, p, seed=0):
+    return np.random.default_rng(seed).normal(size=(K, p)) + 1.0
+
+
+def _euler_error(model, H, K, p, n_steps, t_end=5.0):
+    ts = np.linspace(0.0, t_end, n_steps + 1)
+    x0 = _x0(K, p)
+    a, b = model.rates(ts)
+    sim = simulate_from_estimates(ts, a, b, x0, model=H, n_paths=1, init_noise=0.0)
+    if callable(model.alpha):
+        exact = solve_ode(model, x0, ts, rtol=1e-12)
+    else:
+        exact = closed_form(model, x0, ts)
+    return np.abs(sim.mean - exact).max() / np.abs(exact).max()
+
+
+@pytest.mark.parametrize(("H", "K", "p"), [("L", 3, 3), ("I", 4, 2)])
+def test_constant_rates_match_closed_form_to_first_order(H, K, p):
+    alpha, beta = 0.9, -0.3
+    m = LEModel(K, p, alpha=alpha, beta=beta, H=H)
+    e1 = _euler_error(m, H, K, p, 500)
+    e2 = _euler_error(m, H, K, p, 1000)
+    # Forward Euler is first order: halving Δt halves the error (order in [0.9, 1.1])
+    assert 0.9 < np.log2(e1 / e2) < 1.1
+    # size: for x' = λx, (1 + λh)^n vs e^{λt} differ by ≈ λ²ht/2 relative; the fastest
+    # mode here has λ = (α + (K−1)|β|)/K ≤ 0.6, t = 5, h = 0.01: 4.5e-3, margin 2
+    assert e1 < 2 * 0.6**2 * 0.01 * 5 / 2
+
+
+def test_time_varying_rates_match_solve_ode_to_first_order():
+    m = LEModel(3, 3, alpha=lambda t: 1.0 / (1 + t), beta=lambda t: 0.3 - 0.1 * t, H="L")
+    e1 = _euler_error(m, "L", 3, 3, 400)
+    e2 = _euler_error(m, "L", 3, 3, 800)
+    assert 0.9 < np.log2(e1 / e2) < 1.1
+    assert e1 < 1e-2
+
+
+@pytest.mark.parametrize(("H", "K", "p"), [("L", 3, 3), ("I", 3, 5)])
+@pytest.mark.parametrize("init_noise", [1.0, "paper"])
+def test_propagator_equals_per_path_loop(H, K, p, init_noise):
+    # the shared-propagator summary must equal advancing every path one by one
+    ts = np.cumsum(np.r_[0.0, np.random.default_rng(1).uniform(0.5, 1.5, 300)])  # non-uniform
+    a = 0.02 * (1 + ts) ** -0.3
+    b = -0.01 * np.cos(ts / 50)
+    x0 = _x0(K, p)
+    res = simulate_from_estimates(
+        ts, a, b, x0, model=H, n_paths=40, init_noise=init_noise, seed=2, save_at=[0, 150, -1]
+    )
+    lm = LEModel(K, p, alpha=1.0, beta=0.0, H=H)
+    Ma = lm.drift(0.0)
+    Mb = LEModel(K, p, alpha=0.0, beta=1.0, H=H).drift(0.0)
+    X = res.x0_paths.reshape(40, K * p).copy()
+    means, sds, kept = [], [], {}
+    for m in range(ts.size):
+        means.append(X.mean(axis=0))
+        sds.append(X.std(axis=0, ddof=1))
+        if m in (0, 150, ts.size - 1):
+            kept[m] = X.copy()
+        if m < ts.size - 1:
+            X = X + (ts[m + 1] - ts[m]) * X @ (a[m] * Ma + b[m] * Mb).T
+    scale = np.abs(np.array(means)).max()
+    np.testing.assert_allclose(res.mean.reshape(ts.size, -1), means, rtol=0, atol=1e-12 * scale)
+    np.testing.assert_allclose(res.sd.reshape(ts.size, -1), sds, rtol=1e-10, atol=1e-12 * scale)
+    for j, m in enumerate((0, 150, ts.size - 1)):
+        np.testing.assert_allclose(res.paths[j].reshape(40, -1), kept[m], rtol=1e-11, atol=1e-12)
+    np.testing.assert_array_equal(res.paths_ts, ts[[0, 150, -1]])
+
+
+def test_initial_points():
+    K, N = 3, 4000
+    x0 = _x0(K, K)
+    scale = np.linalg.norm(x0, axis=1) / np.sqrt(K)  # paper: N(0, ‖X̄^k(0)‖²/K)
+    ts = np.arange(3.0)
+    for noise, centre in ((1.0, x0), ("paper", np.zeros_like(x0))):
+        r = simulate_from_estimates(ts, 0.0, 0.0, x0, n_paths=N, init_noise=noise, seed=0)
+        se = scale[:, None] / np.sqrt(N)  # standard error of the sample mean
+        assert np.all(np.abs(r.x0_paths.mean(axis=0) - centre) < 5 * se)
+        # sample sd: standard error ≈ sd/√(2N)
+        assert np.all(np.abs(r.sd[0] - scale[:, None]) < 5 * scale[:, None] / np.sqrt(2 * N))
+    r0 = simulate_from_estimates(ts, 0.0, 0.0, x0, n_paths=5, init_noise=0.0)
+    np.testing.assert_array_equal(r0.x0_paths, np.broadcast_to(x0, (5, K, K)))
+    np.testing.assert_array_equal(r0.sd, 0.0)
+
+
+def test_euler_maruyama_spread_and_mean():
+    # α = β = 0: X(t) = X(0) + σ W(t), so the sd over paths is σ√t exactly in law
+    K, N, sigma = 2, 2000, 0.3
+    ts = np.linspace(0.0, 4.0, 201)
+    x0 = _x0(K, K)
+    r = simulate_from_estimates(ts, 0.0, 0.0, x0, model="I", n_paths=N, init_noise=0.0,
+                                sigma=sigma, seed=5)  # fmt: skip
+    sd_true = sigma * np.sqrt(ts)[:, None, None]
+    # sample sd: standard error ≈ sd/√(2N); 5 standard errors
+    assert np.all(np.abs(r.sd - sd_true) <= 5 * sd_true / np.sqrt(2 * N) + 1e-12)
+    assert np.all(np.abs(r.mean - x0) <= 5 * sd_true / np.sqrt(N) + 1e-12)
+    # with drift, the mean over paths follows the ODE (the SDE is linear) within 5 SE
+    a, b = 0.4, -0.2
+    rd = simulate_from_estimates(ts, a, b, x0, model="L", n_paths=N, init_noise=0.0,
+                                 sigma=sigma, seed=6)  # fmt: skip
+    ode = simulate_from_estimates(ts, a, b, x0, model="L", n_paths=1, init_noise=0.0)
+    assert np.all(np.abs(rd.mean - ode.mean) <= 5 * rd.sd / np.sqrt(N) + 1e-12)
+    # same seed, same numbers
+    again = simulate_from_estimates(ts, a, b, x0, model="L", n_paths=N, init_noise=0.0,
+                                    sigma=sigma, seed=6)  # fmt: skip
+    np.testing.assert_array_equal(again.mean, rd.mean)
+
+
+@pytest.mark.parametrize(
+    ("args", "kw", "match"),
+    [
+        ((np.ones(4), np.ones(4), np.ones((3, 3))), {}, "strictly increasing"),
+        ((np.ones(3), np.ones(4), np.ones((3, 3))), {}, "`alpha_hat` must be"),
+        ((np.ones(4), np.r_[np.nan, 1, 1, 1], np.ones((3, 3))), {}, "`beta_hat` must be finite"),
+        ((np.ones(4), np.ones(4), np.ones(3)), {}, "`x0` must be"),
+        ((np.ones(4), np.ones(4), np.ones((3, 2))), {}, "n_features == n_classes"),
+        ((np.ones(4), np.ones(4), np.ones((3, 3))), {"model": "X"}, "`model` must be"),
+        ((np.ones(4), np.ones(4), np.ones((3, 3))), {"n_paths": 0}, "`n_paths` must be"),
+        ((np.ones(4), np.ones(4), np.ones((3, 3))), {"init_noise": "x"}, "`init_noise` must"),
+        ((np.ones(4), np.ones(4), np.ones((3, 3))), {"init_noise": -1.0}, "`init_noise` must"),
+        ((np.ones(4), np.ones(4), np.ones((3, 3))), {"sigma": -1.0}, "`sigma` must be"),
+        ((np.ones(4), np.ones(4), np.ones((3, 3))), {"save_at": [7]}, "`save_at` must"),
+    ],
+)
+def test_invalid_input(args, kw, match):
+    ts = np.array([0.0, 0.0, 1.0, 2.0]) if match == "strictly increasing" else np.arange(4.0)
+    with pytest.raises(ValueError, match=match):
+        simulate_from_estimates(ts, *args, **kw)
+
+
+def test_export():
+    assert lesde.simulate_from_estimates is simulate_from_estimates
