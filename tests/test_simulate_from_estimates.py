@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 import lesde
-from lesde import LEModel, closed_form, simulate_from_estimates, solve_ode
+from lesde import LEModel, simulate_from_estimates, solve_ode
+
+# `lesde.closed_form` is shadowed by the submodule of that name once it is imported
+from lesde.closed_form import closed_form
 
 
 def _x0(K, p, seed=0):
