@@ -113,6 +113,10 @@ def test_euler_maruyama_spread_and_mean():
                                  sigma=sigma, seed=6)  # fmt: skip
     ode = simulate_from_estimates(ts, a, b, x0, model="L", n_paths=1, init_noise=0.0)
     assert np.all(np.abs(rd.mean - ode.mean) <= 5 * rd.sd / np.sqrt(N) + 1e-12)
+    # the kept paths are the ones summarised
+    np.testing.assert_array_equal(rd.paths[0], rd.x0_paths)
+    np.testing.assert_allclose(rd.paths[-1].mean(axis=0), rd.mean[-1], rtol=1e-12)
+    np.testing.assert_allclose(rd.paths[-1].std(axis=0, ddof=1), rd.sd[-1], rtol=1e-12)
     # same seed, same numbers
     again = simulate_from_estimates(ts, a, b, x0, model="L", n_paths=N, init_noise=0.0,
                                     sigma=sigma, seed=6)  # fmt: skip
