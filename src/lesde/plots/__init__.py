@@ -1,0 +1,1 @@
+"""Figures: ``plot_*(..., ax=None) -> Axes`` functions, no computation, no ``plt.show()``."""
