@@ -62,15 +62,27 @@ def _local_poly_derivative(t: np.ndarray, y: np.ndarray, window: int, polyorder:
     """
     T = t.size
     half = window // 2
-    start = np.clip(np.arange(T) - half, 0, T - window)  # (T,) first index of each window
-    idx = start[:, None] + np.arange(window)[None, :]  # (T, window)
-    # centre and scale τ per window so the Vandermonde matrix stays well conditioned
-    tau = t[idx] - t[:, None]  # (T, window)
-    scale = np.abs(tau).max(axis=1, keepdims=True)  # (T, 1) > 0 since window >= 2
-    V = (tau / scale)[:, :, None] ** np.arange(polyorder + 1)  # (T, window, q)
-    pinv = np.linalg.pinv(V)  # (T, q, window); row 1 gives the linear coefficient
-    d1 = np.einsum("tw,twm->tm", pinv[:, 1, :], y[idx])  # (T, m) in units of 1/scale
-    return d1 / scale
+    out = np.empty(y.shape)
+    # points are processed in blocks so the (block, window, q) Vandermonde stays small
+    block = max(1, 2**20 // (window * (polyorder + 1)))
+    for lo in range(0, T, block):
+        i = np.arange(lo, min(lo + block, T))
+        start = np.clip(i - half, 0, T - window)  # first index of each window
+        idx = start[:, None] + np.arange(window)[None, :]  # (b, window)
+        tau = t[idx] - t[i, None]  # (b, window)
+        # scaling τ to [-1, 1] per window keeps the normal equations well conditioned
+        scale = np.abs(tau).max(axis=1, keepdims=True)  # (b, 1), > 0 as window >= 2
+        u = tau / scale
+        V = np.empty(u.shape + (polyorder + 1,))  # (b, window, q), V[..., a] = u^a
+        V[..., 0] = 1.0
+        for a in range(1, polyorder + 1):
+            V[..., a] = V[..., a - 1] * u
+        Vt = V.transpose(0, 2, 1)  # (b, q, window); matmul is ~6x faster than einsum here
+        G = Vt @ V  # (b, q, q)
+        rhs = Vt @ y[idx]  # (b, q, m)
+        coef = np.linalg.solve(G, rhs)  # (b, q, m)
+        out[i] = coef[:, 1, :] / scale  # linear coefficient, back in units of 1/t
+    return out
 
 
 def savgol_derivative(ts: Any, y: Any, *, window: int, polyorder: int = 2) -> np.ndarray:
