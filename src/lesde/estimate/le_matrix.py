@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from lesde.estimate.rates import _check_window, savgol_derivative
 from lesde.model import LEModel, check_ts
@@ -62,8 +63,10 @@ def _solve_rows(G: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, int]:
     Returns:
         (..., K, q) solutions and the number of ill-conditioned systems.
     """
-    cond = np.linalg.cond(G)  # (..., K)
-    bad = ~(cond < _MAX_COND)  # NaN cond counts as bad
+    lam = np.linalg.eigvalsh(G)  # (..., K, q) ascending; Gram matrices are symmetric PSD
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cond = lam[..., -1] / lam[..., 0]
+    bad = ~((lam[..., 0] > 0) & (cond < _MAX_COND))  # NaN counts as bad
     q = G.shape[-1]
     Gs = np.where(bad[..., None, None], np.eye(q), G)  # keep solve well posed
     e = np.linalg.solve(Gs, g[..., None])[..., 0]  # (..., K, q)
@@ -93,6 +96,10 @@ def estimate_le_matrix(
     the regressors to vary across trials or times (e.g. trials with different
     initialisations); windows whose normal equations are ill-conditioned give NaN and a
     warning.
+
+    Cost: the per-time products φ_kl·φ_km take 8·R·T·(K³ + K²) bytes (100 trials × 10⁴
+    times × K = 3: 0.3 GB); windows are then summed with no python loop per window, and
+    the bootstrap solves n_boot·T'·K small systems (use ``step`` to thin the centres).
 
     Args:
         xbar_trials: (R, T, K, p) class means of R independent trials (p = K for H="L").
@@ -157,32 +164,51 @@ def estimate_le_matrix(
     # φ_kl = W_kl H_kl X̄^l; the Gram of row k is Σ φ_kl·φ_km, its rhs Σ φ_kl·X̄^k'.
     # With a trend, the regressors are [φ_kl, τ φ_kl] (τ = (t − t_c)/half-width), i.e.
     # E_kl(t) ≈ E_kl + Ė_kl (t − t_c) on the window: E(t_c) is then free of the first-order
-    # bias that a constant fit takes from regressors growing across the window.
+    # bias that a constant fit takes from regressors growing across the window. The Gram
+    # blocks are then window sums of τ^a·(φ_kl·φ_km), a = 0, 1, 2, of per-time products.
     WH = m.W[:, :, None, None] * m.H_blocks  # (K, K, p, p)
+    phi = np.einsum("klij,rtlj->rtkli", WH, x)  # (R, T, K, K, p)
+    prod_G = np.einsum("rtkli,rtkmi->rtklm", phi, phi).reshape(R, T, K**3)  # φ_kl·φ_km
+    prod_g = np.einsum("rtkli,rtki->rtkl", phi, dx).reshape(R, T, K**2)  # φ_kl·X̄^k'
+    prod = np.concatenate([prod_G, prod_g], axis=2)  # (R, T, K³ + K²)
+    del phi, prod_G, prod_g
     starts = np.arange(0, T - window + 1, step)  # (T',)
     centres = starts + window // 2
-    q = 2 * K if trend else K  # unknowns per row
-    G = np.empty((starts.size, R, K, q, q))  # per window and trial, [k, l, m]
-    g = np.empty((starts.size, R, K, q))  # [k, l]
-    for i, s in enumerate(starts):
-        xs = x[:, s : s + window]  # (R, w, K, p)
-        phi = np.einsum("klij,rwlj->rwkli", WH, xs)  # (R, w, K, K, p)
-        if trend:
-            tw = t[s : s + window]
-            tau = (tw - t[centres[i]]) / max(tw[-1] - t[centres[i]], t[centres[i]] - tw[0])
-            phi = np.concatenate([phi, tau[None, :, None, None, None] * phi], axis=3)
-        G[i] = np.einsum("rwkli,rwkmi->rklm", phi, phi)
-        g[i] = np.einsum("rwkli,rwki->rkl", phi, dx[:, s : s + window])
+    n_mom = 3 if trend else 1  # moments a = 0..2 of τ
+    mom = np.empty((R, starts.size, prod.shape[2], n_mom))  # Σ_window τ^a · prod
+    view = sliding_window_view(prod, window, axis=1)  # (R, T − w + 1, K³ + K², w), no copy
+    # windows are gathered in chunks of ≤ 2²² numbers: bounded memory, few python steps
+    chunk = max(1, 2**22 // (R * prod.shape[2] * window))
+    for lo in range(0, starts.size, chunk):
+        st = starts[lo : lo + chunk]
+        tw = t[st[:, None] + np.arange(window)]  # (c, w) times of each window
+        tc = t[centres[lo : lo + chunk], None]  # (c, 1)
+        hw = np.maximum(tw[:, -1:] - tc, tc - tw[:, :1])  # (c, 1) half-width
+        tau = (tw - tc) / hw  # (c, w) in [-1, 1]
+        kern = tau[:, :, None] ** np.arange(n_mom)  # (c, w, n_mom)
+        mom[:, lo : lo + chunk] = np.matmul(view[:, st], kern[None])  # (R, c, ·, n_mom)
+    del view, prod
+    Gm = mom[:, :, : K**3].reshape(R, starts.size, K, K, K, n_mom)  # [k, l, m, a]
+    gm = mom[:, :, K**3 :].reshape(R, starts.size, K, K, n_mom)  # [k, l, a]
+    if trend:
+        # [[Σφφ, Στφφ], [Στφφ, Στ²φφ]] and [Σφy, Στφy]
+        top = np.concatenate([Gm[..., 0], Gm[..., 1]], axis=-1)
+        bottom = np.concatenate([Gm[..., 1], Gm[..., 2]], axis=-1)
+        G = np.concatenate([top, bottom], axis=-2)  # (R, T', K, 2K, 2K)
+        g = np.concatenate([gm[..., 0], gm[..., 1]], axis=-1)  # (R, T', K, 2K)
+    else:
+        G, g = Gm[..., 0], gm[..., 0]  # (R, T', K, K, K), (R, T', K, K)
 
-    E, n_bad = _solve_rows(G.sum(axis=1), g.sum(axis=1))  # (T', K, q)
+    E, n_bad = _solve_rows(G.sum(axis=0), g.sum(axis=0))  # (T', K, q)
     E = E[..., :K]  # (T', K, K): the value at the centre, without the slope
     lo = np.full_like(E, np.nan)
     hi = np.full_like(E, np.nan)
     if n_boot > 0:
         rng = np.random.default_rng(seed)
         counts = rng.multinomial(R, np.full(R, 1.0 / R), size=n_boot).astype(float)  # (n_boot, R)
-        Gb = np.einsum("br,wrklm->bwklm", counts, G)
-        gb = np.einsum("br,wrkl->bwkl", counts, g)
+        # resampled sums as one BLAS product over the trial axis
+        Gb = (counts @ G.reshape(R, -1)).reshape((n_boot,) + G.shape[1:])
+        gb = (counts @ g.reshape(R, -1)).reshape((n_boot,) + g.shape[1:])
         Eb = _solve_rows(Gb, gb)[0][..., :K]  # (n_boot, T', K, K)
         pct = 100 * np.array([(1 - level) / 2, (1 + level) / 2])
         with warnings.catch_warnings():
