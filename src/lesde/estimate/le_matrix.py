@@ -97,8 +97,8 @@ def estimate_le_matrix(
     initialisations); windows whose normal equations are ill-conditioned give NaN and a
     warning.
 
-    Cost: the per-time products φ_kl·φ_km take 8·R·T·(K³ + K²) bytes (100 trials × 10⁴
-    times × K = 3: 0.3 GB); windows are then summed with no python loop per window, and
+    Cost: the per-time regressors and products take 8·R·T·(K³ + K² + K²p) bytes (100
+    trials × 10⁴ times × K = p = 3: 0.5 GB); windows are then summed with no python loop per window, and
     the bootstrap solves n_boot·T'·K small systems (use ``step`` to thin the centres).
 
     Args:
@@ -106,8 +106,8 @@ def estimate_le_matrix(
         ts: (T,) strictly increasing times (iterations).
         H: "I", "L" or a (Kp, Kp) similarity matrix, as in `LEModel`.
         W: (K, K) sampling weights; default 1/K.
-        window: grid points per least-squares window (≥ 1; odd, so the centre is a
-            grid point).
+        window: grid points per least-squares window (odd, so the centre is a grid
+            point; ≥ 3 with ``trend``, ≥ 1 without).
         step: grid points between consecutive window starts; default ``window``
             (non-overlapping windows, independent estimates).
         deriv_window: Savitzky–Golay window for X̄_r'(t); default 2·polyorder + 1 (the
