@@ -159,9 +159,11 @@ def test_invalid_input(xbar, ts, kw, match):
         estimate_ab(xbar, ts, **kw)
 
 
-def test_t0_index_type():
+def test_type_errors():
     with pytest.raises(TypeError, match="`t0_index` must be an int"):
         estimate_ab(np.ones((4, 3, 3)), np.arange(4.0), t0_index=1.0)
+    with pytest.raises(TypeError, match="`W` must be a number"):
+        estimate_ab(np.ones((4, 3, 3)), np.arange(4.0), W="uniform")
 
 
 @pytest.mark.parametrize("H", ["I", "L"])

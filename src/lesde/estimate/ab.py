@@ -73,7 +73,9 @@ def _log_abs_mean(ratio: np.ndarray) -> tuple[np.ndarray, int, int]:
 def _check_c(W: Any, K: int) -> float:
     if W is None:
         return 1.0 / K
-    if np.isscalar(W) and not isinstance(W, bool | str):
+    if isinstance(W, bool | str) or not isinstance(W, int | float | np.number | np.ndarray | list):
+        raise TypeError(f"`W` must be a number or a (K, K) array, got {type(W).__name__}")
+    if np.ndim(W) == 0:
         c = float(W)
     else:
         Warr = np.asarray(W, dtype=float)
