@@ -98,8 +98,9 @@ def estimate_le_matrix(
     warning.
 
     Cost: the per-time regressors and products take 8·R·T·(K³ + K² + K²p) bytes (100
-    trials × 10⁴ times × K = p = 3: 0.5 GB); windows are then summed with no python loop per window, and
-    the bootstrap solves n_boot·T'·K small systems (use ``step`` to thin the centres).
+    trials × 10⁴ times × K = p = 3: 0.5 GB); windows are then summed with no python loop
+    per window, and the bootstrap solves n_boot·T'·K small systems (use ``step`` to thin
+    the centres).
 
     Args:
         xbar_trials: (R, T, K, p) class means of R independent trials (p = K for H="L").
