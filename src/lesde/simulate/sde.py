@@ -180,6 +180,7 @@ def simulate_sde(
     method: str = "split",
     dtype: str = "float64",
     max_save_bytes: int = DEFAULT_SAVE_BYTES,
+    dW: Any = None,
 ) -> SDEResult:
     """Euler–Maruyama of the particle LE-SDE dX_i^k = (M X̄)_k dt + Σ^{1/2} dW_i^k (eq. 5).
 
@@ -205,6 +206,11 @@ def simulate_sde(
         dtype: "float64" (default, numpy generator) or "float32" (torch generator, ~3×
             faster draws, ~1e-7 relative rounding; for large ``method="particles"`` runs).
         max_save_bytes: memory budget for the default ``save_ts`` rule.
+        dW: optional (n_paths, T−1, K, p) increments of standard Brownian motions on
+            ``ts`` (variance dt_j each) that drive the class means (``method="split"``
+            only): X̄ gets Σ^{1/2} dW/√n per step. Summing increments of a fine grid gives
+            those of a coarser one, which couples runs on nested grids (convergence
+            tests). None: drawn from ``seed``.
 
     Returns:
         `SDEResult` with ``means`` (n_paths, T, K, p) and ``particles``
@@ -232,6 +238,14 @@ def simulate_sde(
     if save_index is None:
         save_index = _match_times(save_ts, t)
 
+    if dW is not None:
+        if method != "split":
+            raise ValueError(f"`dW` is supported by method='split' only, got {method!r}")
+        dW = np.asarray(dW, dtype=float)
+        if dW.shape != (n_paths, T - 1, K, p):
+            raise ValueError(f"`dW` must be ({n_paths}, {T - 1}, {K}, {p}), got {dW.shape}")
+        if not np.all(np.isfinite(dW)):
+            raise ValueError("`dW` must be finite")
     src = NormalSource(seed, dtype)
     dts = np.diff(t)  # (T-1,)
     # Propagators P_j = I + dt_j M(t_j), transposed for row-vector paths: (T-1, Kp, Kp)
@@ -244,7 +258,7 @@ def simulate_sde(
     means[:, 0] = X0.mean(axis=2)
     particles = np.empty((n_paths, save_index.size, K, n, p), dtype=dtype)
     if method == "split":
-        _run_split(src, PT, ST, dts, n, X0, means, particles, save_index)
+        _run_split(src, PT, ST, dts, n, X0, means, particles, save_index, dW)
     else:
         _run_particles(src, PT, ST, dts, X0, means, particles, save_index)
     return SDEResult(
@@ -281,12 +295,15 @@ def _mean_recursion(PT, ST, noise, means, j0):
         flat[:, j0 + j + 1] += xi[:, j]
 
 
-def _run_split(src, PT, ST, dts, n, X0, means, particles, save_index):
+def _run_split(src, PT, ST, dts, n, X0, means, particles, save_index, dW=None):
     n_paths, K, _, p = X0.shape
     T = dts.size + 1
     # Mean increments ΔW̄_j ~ N(0, dt_j / n): (n_paths, T-1, K, p)
-    noise = src.normal((n_paths, T - 1, K, p))
-    noise *= np.sqrt(dts / n).astype(noise.dtype)[None, :, None, None]
+    if dW is None:
+        noise = src.normal((n_paths, T - 1, K, p))
+        noise *= np.sqrt(dts / n).astype(noise.dtype)[None, :, None, None]
+    else:
+        noise = (dW / math.sqrt(n)).astype(src.dtype)
     _mean_recursion(PT, ST, noise, means, 0)
     # Deviations D_i = X_i − X̄: start at X0 − X̄(0), then Σ^{1/2}·(projected Brownian).
     D = X0 - means[:, 0][:, :, None, :]  # (n_paths, K, n, p)
