@@ -181,6 +181,7 @@ def _run_direct(src, C, L, J, X0, ST, particles, saves):
     if 0 in save_at:
         particles[:, save_at[0]] = X
     Z = np.empty_like(X)
+    iso = np.allclose(ST, ST[0, 0] * np.eye(p), rtol=0.0, atol=0.0)  # scalar σ: skip matmul
     for m in range(C.shape[0]):
         Lm = L[:, m]
         src_x = X[b, Lm, J[:, m]]  # (n_paths, p), X_J^L(m−1)
@@ -188,7 +189,11 @@ def _run_direct(src, C, L, J, X0, ST, particles, saves):
         drift = np.einsum("kbij,bj->bki", Cm, src_x)  # (n_paths, K, p)
         src.fill(Z)
         X += drift[:, :, None, :]
-        X += Z @ ST
+        if iso:
+            Z *= ST[0, 0]
+            X += Z
+        else:
+            X += Z @ ST
         if m + 1 in save_at:
             particles[:, save_at[m + 1]] = X
 
