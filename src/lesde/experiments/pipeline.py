@@ -1,0 +1,721 @@
+"""The shared chain of every training experiment: train → estimate → simulate → analyse.
+
+A run directory holds:
+
+- ``train/``: the trainer's run store (`lesde.open_run` reads it);
+- ``estimates.npz``: X̄(t), Â, B̂, α̂, β̂ under both H models (paper §4.1, Fig. 3);
+- ``simulate.npz``: LE-ODE paths driven by the estimates and their RD (paper §4.2, Fig. 5);
+- ``analysis.npz``: separability, ETF deviation over time, direct local elasticity,
+  the full Ê(t) (MATH.md §4, §6);
+- ``summary.json``: the key numbers and, per stage, what it wrote. It is rewritten
+  atomically after every stage, so an interrupted ``lesde run`` resumes: a stage is
+  skipped when ``summary.json`` marks it done and its output file is present.
+
+Every array file is written to a temporary name and moved into place (``os.replace``),
+so a kill leaves either the old state or the new one, never half a file. ``.npz`` files
+are read with ``allow_pickle=False``.
+
+How X̄(t) is formed (``PipelineConfig.xbar_source``):
+
+- ``"samples"`` (the paper's way): at every step each trial records the logits of the
+  sample it trains on, before the update. X̄^k on a bin of ``bin_width`` steps is the
+  average of those logits over all trials and steps in the bin whose label is k (the
+  paper averages over trials per step; binning in time pools a few steps so that
+  fewer trials suffice). The grid is the bins' mean step.
+- ``"probe"``: the class means of the fixed probe set (training probes) at the
+  checkpoints, averaged over trials.
+
+The per-trial class means of the probe set always feed the full Ê(t) and the ETF
+deviation over time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "PipelineConfig",
+    "STAGES",
+    "run_pipeline",
+    "load_summary",
+    "write_json_atomic",
+    "save_npz_atomic",
+    "load_npz",
+    "class_means_from_samples",
+    "probe_class_means",
+    "synthetic_record",
+    "open_record",
+]
+
+STAGES = ("train", "estimate", "simulate", "analyse")
+SUMMARY = "summary.json"
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Options of the estimate/simulate/analyse stages (the trainer has its own).
+
+    Attributes:
+        xbar_source: "samples" (paper: logits of trained samples, averaged over trials)
+            or "probe" (probe-set class means at checkpoints).
+        bin_width: steps per time bin for ``"samples"``; 10 pools ~10·R/K logits per class
+            per point, enough for a smooth X̄(t) with R = 30–100 trials.
+        t0_index: reference grid index t₀ of the inversion (MATH.md §4).
+        rate_window: Savitzky–Golay window for the plotted rates; None: an odd number
+            near 1/10 of the grid, within [11, 191] (the paper: 191 at 10⁵ steps).
+        sim_window: window of the rates that drive the simulation (paper: 21).
+        n_paths: simulated LE-ODE paths (paper: 500).
+        init_noise: spread of their initial points (`simulate_from_estimates`).
+        late_fraction: the last fraction of the grid over which RD is averaged.
+        le_window: checkpoints per least-squares window of Ê(t); None: ~1/6 of them.
+        n_boot: bootstrap resamples of Ê(t).
+        seed: seed of the simulation and bootstrap.
+    """
+
+    xbar_source: str = "samples"
+    bin_width: int = 10
+    t0_index: int = 0
+    rate_window: int | None = None
+    sim_window: int = 21
+    n_paths: int = 500
+    init_noise: float = 1.0
+    late_fraction: float = 0.25
+    le_window: int | None = None
+    n_boot: int = 100
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.xbar_source not in ("samples", "probe"):
+            raise ValueError(
+                f"`xbar_source` must be 'samples' or 'probe', got {self.xbar_source!r}"
+            )
+        for name in ("bin_width", "sim_window", "n_paths"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"`{name}` must be a positive int, got {v!r}")
+        if not 0 < self.late_fraction <= 1:
+            raise ValueError(f"`late_fraction` must be in (0, 1], got {self.late_fraction!r}")
+
+
+# ---------------------------------------------------------------- atomic files
+
+
+def _umask_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON to ``path`` via a temporary file and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(_jsonable(obj), f, indent=2, sort_keys=False, allow_nan=True)
+        f.write("\n")
+    os.chmod(tmp, _umask_mode())  # mkstemp creates 0600; give the usual permissions
+    os.replace(tmp, path)
+
+
+def save_npz_atomic(path: Path, **arrays: Any) -> None:
+    """``np.savez`` to ``path`` atomically (temporary file, then ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
+    with os.fdopen(fd, "wb") as f:
+        np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
+    os.chmod(tmp, _umask_mode())
+    os.replace(tmp, path)
+
+
+def load_npz(path: Path) -> dict[str, np.ndarray]:
+    """Read a ``.npz`` written by `save_npz_atomic` (no pickles)."""
+    with np.load(Path(path), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _jsonable(dataclasses.asdict(obj))
+    return obj
+
+
+def load_summary(run_dir: Path) -> dict[str, Any]:
+    """The run's ``summary.json`` ({} when absent)."""
+    p = Path(run_dir) / SUMMARY
+    if not p.exists():
+        return {}
+    return json.loads(p.read_text())
+
+
+def _stage_done(run_dir: Path, summary: dict, stage: str, outputs: list[str]) -> bool:
+    info = summary.get("stages", {}).get(stage)
+    return bool(info and info.get("done") and all((run_dir / o).exists() for o in outputs))
+
+
+def _mark(run_dir: Path, summary: dict, stage: str, outputs: list[str], seconds: float) -> None:
+    summary.setdefault("stages", {})[stage] = {
+        "done": True,
+        "outputs": outputs,
+        "seconds": round(seconds, 3),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    write_json_atomic(run_dir / SUMMARY, summary)
+
+
+# ---------------------------------------------------------------- class means
+
+
+def class_means_from_samples(
+    sample_logits: Any, sample_label: Any, steps: Any, n_classes: int, *, bin_width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """X̄^k(t) from the logits of the trained samples (the paper's estimate of X̄(t)).
+
+    Args:
+        sample_logits: (R, S, K) logits of the sample trained at each step (before update).
+        sample_label: (R, S) its (training) label.
+        steps: (S,) step index of each record.
+        n_classes: K.
+        bin_width: steps pooled per grid point.
+
+    Returns:
+        ``ts`` (T,) mean step of each bin and ``xbar`` (T, K, K); a bin with no sample of
+        some class is dropped (warned).
+    """
+    x = np.asarray(sample_logits, dtype=float)
+    y = np.asarray(sample_label)
+    s = np.asarray(steps, dtype=float)
+    if x.ndim != 3 or y.shape != x.shape[:2] or s.shape != (x.shape[1],):
+        raise ValueError(
+            "`sample_logits` (R, S, K), `sample_label` (R, S) and `steps` (S,) must agree, "
+            f"got {x.shape}, {y.shape}, {s.shape}"
+        )
+    R, S, K = x.shape
+    nb = S // bin_width
+    if nb < 3:
+        raise ValueError(f"`bin_width`={bin_width} leaves {nb} bins of {S} steps; need >= 3")
+    xs = x[:, : nb * bin_width].reshape(R, nb, bin_width, K)
+    ys = y[:, : nb * bin_width].reshape(R, nb, bin_width)
+    onehot = ys[..., None] == np.arange(n_classes)  # (R, nb, w, K_label)
+    counts = onehot.sum(axis=(0, 2))  # (nb, K)
+    sums = np.einsum("rbwk,rbwj->bkj", onehot.astype(float), xs)  # (nb, K_label, K_logit)
+    ts = s[: nb * bin_width].reshape(nb, bin_width).mean(axis=1)
+    ok = np.all(counts > 0, axis=1)
+    if not ok.all():
+        warnings.warn(
+            f"{int((~ok).sum())} of {nb} time bins lack a sample of some class; dropped",
+            stacklevel=2,
+        )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        xbar = sums / counts[..., None]
+    return ts[ok], xbar[ok]
+
+
+def probe_class_means(probe_logits: Any, probe_label: Any, n_classes: int) -> np.ndarray:
+    """Per-trial class means of probe logits.
+
+    Args:
+        probe_logits: (R, C, P, K) probe logits at C checkpoints.
+        probe_label: (P,) probe labels.
+        n_classes: K.
+
+    Returns:
+        (R, C, K, K) class means (class index, then logit).
+    """
+    z = np.asarray(probe_logits, dtype=float)
+    lab = np.asarray(probe_label)
+    out = np.stack([z[:, :, lab == k].mean(axis=2) for k in range(n_classes)], axis=2)
+    return out  # (R, C, K, K)
+
+
+# ---------------------------------------------------------------- record access
+
+
+def open_record(train_dir: Path):
+    """Open a run store as an ``xarray.Dataset`` (via `lesde.open_run`).
+
+    A directory written by `synthetic_record` (marked by ``synthetic.json``) is opened
+    with xarray directly.
+    """
+    import xarray as xr
+
+    train_dir = Path(train_dir)
+    if (train_dir / "synthetic.json").exists():
+        return xr.open_zarr(train_dir / "record.zarr", consolidated=True).load()
+    from lesde.store import open_run
+
+    return open_run(train_dir)
+
+
+def synthetic_record(
+    out: Path,
+    *,
+    n_trials: int = 8,
+    n_steps: int = 600,
+    n_per_class: int = 20,
+    n_checkpoints: int = 13,
+    alpha: Callable | float | None = None,
+    beta: Callable | float | None = None,
+    sigma: float = 0.05,
+    seed: int = 0,
+) -> Path:
+    """Write a stand-in training record produced by the LE particle process (eq. 4).
+
+    The particle process *is* the LE model of SGD: at every step one (class, sample) is
+    drawn and every particle moves. Its record has the trainer's layout (``sample_logits``,
+    ``sample_label``, ``probe_logits``, ``probe_label``, ``probe_split``, ``val_loss``,
+    ``val_acc``), so the whole pipeline can be exercised, with known α, β, without
+    training a network. Used by the tests and as an example of bringing one's own
+    trajectories.
+
+    Args:
+        out: directory to create (``record.zarr`` and ``synthetic.json`` inside).
+        n_trials: R independent runs.
+        n_steps: steps per run.
+        n_per_class: particles (samples) per class; all are probes.
+        n_checkpoints: probe checkpoints, evenly spaced including 0 and ``n_steps``.
+        alpha, beta: the true rates (per iteration), floats or callables of t; default
+            α(t) = 0.03·(1+t/50)^(−0.5), β(t) = −0.005·(1+t/50)^(−0.5), a locally
+            elastic pair whose class means separate (r_γ = 0.5 < 1).
+        sigma: per-step noise of each particle.
+        seed: seed of everything.
+
+    Returns:
+        ``out``.
+    """
+    import xarray as xr
+
+    from lesde.model import LEModel
+    from lesde.simulate.particles import simulate_particles
+
+    K = 3
+    out = Path(out)
+    if alpha is None:
+        alpha = lambda t: 0.03 * (1 + np.asarray(t) / 50) ** -0.5  # noqa: E731
+    if beta is None:
+        beta = lambda t: -0.005 * (1 + np.asarray(t) / 50) ** -0.5  # noqa: E731
+    model = LEModel(K, K, alpha=alpha, beta=beta, H="L")
+    rng = np.random.default_rng(seed)
+    x0 = 0.3 * rng.standard_normal((K, K)) + 0.5 * (np.eye(K) - 1 / K)
+    res = simulate_particles(
+        model,
+        n_steps,
+        n_per_class=n_per_class,
+        h=1.0,
+        sigma=sigma,
+        x0=x0,
+        seed=seed,
+        n_paths=n_trials,
+        init_spread=0.2,
+    )
+    P = res.particles  # (R, S+1, K, n, p)
+    R = n_trials
+    r_idx = np.arange(R)[:, None]
+    m_idx = np.arange(n_steps)[None, :]
+    # logits of the trained sample before update m+1, i.e. at state m
+    sample_logits = P[r_idx, m_idx, res.classes, res.samples]  # (R, S, K)
+    ck = np.unique(np.linspace(0, n_steps, n_checkpoints).round().astype(int))
+    probe = P[:, ck].reshape(R, ck.size, K * n_per_class, K)  # (R, C, P, K)
+    probe_label = np.repeat(np.arange(K), n_per_class)
+    # softmax cross-entropy and accuracy of the probes stand in for validation metrics
+    zmax = probe.max(axis=-1, keepdims=True)
+    logp = probe - zmax - np.log(np.exp(probe - zmax).sum(axis=-1, keepdims=True))
+    val_loss = -np.take_along_axis(logp, probe_label[None, None, :, None], -1)[..., 0].mean(-1)
+    val_acc = (probe.argmax(-1) == probe_label).mean(-1)
+    ds = xr.Dataset(
+        {
+            "sample_logits": (("trial", "step", "logit"), sample_logits.astype(np.float32)),
+            "sample_label": (("trial", "step"), res.classes.astype(np.int64)),
+            "probe_logits": (("trial", "checkpoint", "probe", "logit"), probe.astype(np.float32)),
+            "probe_label": (("probe",), probe_label),
+            "val_loss": (("trial", "checkpoint"), val_loss),
+            "val_acc": (("trial", "checkpoint"), val_acc),
+        },
+        coords={"step": np.arange(1, n_steps + 1), "checkpoint_step": ("checkpoint", ck)},
+        attrs={"n_classes": K, "synthetic": 1},
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    ds.to_zarr(out / "record.zarr", mode="w", consolidated=True)
+    truth = {"alpha": alpha if not callable(alpha) else "callable", "sigma": sigma}
+    truth["beta"] = beta if not callable(beta) else "callable"
+    write_json_atomic(out / "synthetic.json", {"seed": seed, "truth": truth})
+    return out
+
+
+# ---------------------------------------------------------------- stages
+
+
+def _odd_window(n: int, frac: float, lo: int, hi: int) -> int:
+    w = int(round(n * frac))
+    w = max(lo, min(hi, w, n if n % 2 else n - 1))
+    return w if w % 2 else w - 1
+
+
+def _fill_nan(y: np.ndarray) -> np.ndarray:
+    """Replace NaN by the nearest finite value (rates at trimmed ends), 0 if none."""
+    y = np.asarray(y, dtype=float).copy()
+    ok = np.isfinite(y)
+    if not ok.any():
+        return np.zeros_like(y)
+    idx = np.arange(y.size)
+    y[~ok] = np.interp(idx[~ok], idx[ok], y[ok])
+    return y
+
+
+def _record_arrays(ds) -> dict[str, np.ndarray]:
+    """The variables the stages need, as numpy arrays."""
+    K = int(ds.sizes["logit"])
+    step = ds["step"].values if "step" in ds.coords else np.arange(1, ds.sizes["step"] + 1)
+    split = ds["probe_split"].values.astype(str) if "probe_split" in ds else None
+    return {
+        "K": K,
+        "sample_logits": ds["sample_logits"].values,
+        "sample_label": ds["sample_label"].values,
+        "step": np.asarray(step, dtype=float),
+        "probe_logits": ds["probe_logits"].values,
+        "probe_label": ds["probe_label"].values,
+        "probe_split": split,
+        "checkpoint_step": np.asarray(ds["checkpoint_step"].values, dtype=float),
+        "val_loss": ds["val_loss"].values,
+        "val_acc": ds["val_acc"].values,
+    }
+
+
+def _train_probes(rec: dict) -> np.ndarray:
+    split = rec["probe_split"]
+    if split is None:
+        return np.ones(rec["probe_label"].shape, dtype=bool)
+    train = split == "train"
+    return train if train.any() else np.ones_like(train)
+
+
+def _stage_estimate(rec: dict, cfg: PipelineConfig) -> tuple[dict, dict]:
+    from lesde.estimate.ab import estimate_ab
+    from lesde.estimate.rates import estimate_rates, tail_index
+
+    K = rec["K"]
+    tr = _train_probes(rec)
+    xbar_trials = probe_class_means(
+        rec["probe_logits"][:, :, tr], rec["probe_label"][tr], K
+    )  # (R, C, K, K)
+    if cfg.xbar_source == "samples":
+        ts, xbar = class_means_from_samples(
+            rec["sample_logits"], rec["sample_label"], rec["step"], K, bin_width=cfg.bin_width
+        )
+    else:
+        ts, xbar = rec["checkpoint_step"], xbar_trials.mean(axis=0)
+    T = ts.size
+    rw = cfg.rate_window or _odd_window(T, 0.1, 11, 191)
+    sw = min(cfg.sim_window, T if T % 2 else T - 1)
+    arrays: dict[str, np.ndarray] = {"ts": ts, "xbar": xbar, "xbar_trials": xbar_trials}
+    arrays["checkpoint_step"] = rec["checkpoint_step"]
+    numbers: dict[str, Any] = {"rate_window": rw, "sim_window": sw, "n_grid": T}
+    for H in ("I", "L"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ab = estimate_ab(xbar, ts, model=H, t0_index=cfg.t0_index)
+            alpha, beta = estimate_rates(ts, ab.A, ab.B, window=rw)
+            alpha_s, beta_s = estimate_rates(ts, ab.A, ab.B, window=sw)
+            r_alpha = tail_index(ts, ab.A)
+            r_beta = tail_index(ts, ab.B)
+            # γ's integral along the class-separation mode: A − B (MATH.md §3)
+            r_gamma_sep = tail_index(ts, ab.A - ab.B)
+        arrays.update(
+            {
+                f"A_{H}": ab.A,
+                f"B_{H}": ab.B,
+                f"alpha_{H}": alpha,
+                f"beta_{H}": beta,
+                f"alpha_sim_{H}": alpha_s,
+                f"beta_sim_{H}": beta_s,
+            }
+        )
+        late = ts >= ts[-1] - min(1000.0, 0.1 * (ts[-1] - ts[0]))
+        numbers[H] = {
+            "r_alpha": r_alpha,
+            "r_beta": r_beta,
+            # the paper's r_γ = min{r_α, r_β} (§4.2, Fig. 4c)
+            "r_gamma": float(np.nanmin([r_alpha, r_beta])),
+            "r_gamma_separation_mode": r_gamma_sep,
+            "A_final": float(ab.A[-1]),
+            "B_final": float(ab.B[-1]),
+            "gamma_late_mean": float(np.nanmean((alpha - beta)[late])),
+            "alpha_late_mean": float(np.nanmean(alpha[late])),
+            "beta_late_mean": float(np.nanmean(beta[late])),
+            "negative_fraction": float(ab.negative_fraction),
+            "n_nan": int(ab.n_nan),
+            "warnings": sorted({str(w.message)[:200] for w in caught}),
+        }
+    return arrays, numbers
+
+
+def _stage_simulate(est: dict, cfg: PipelineConfig) -> tuple[dict, dict]:
+    from lesde.analysis.fit import relative_difference
+    from lesde.simulate.from_estimates import simulate_from_estimates
+
+    ts, xbar = est["ts"], est["xbar"]
+    T = ts.size
+    late = np.arange(T) >= T - max(1, int(round(cfg.late_fraction * T)))
+    arrays: dict[str, np.ndarray] = {"ts": ts}
+    numbers: dict[str, Any] = {"late_fraction": cfg.late_fraction}
+    # "own": simulate each H model with its own rates; "paper": the L-model with either
+    # estimate (paper Fig. 5).
+    for rates in ("I", "L"):
+        a = _fill_nan(est[f"alpha_sim_{rates}"])
+        b = _fill_nan(est[f"beta_sim_{rates}"])
+        for variant, sim_model in (("own", rates), ("paper", "L")):
+            key = f"{variant}_{rates}"
+            if variant == "paper" and rates == "L":
+                arrays[f"mean_{key}"] = arrays["mean_own_L"]
+                arrays[f"sd_{key}"] = arrays["sd_own_L"]
+                arrays[f"rd_{key}"] = arrays["rd_own_L"]
+                numbers[key] = numbers["own_L"]
+                continue
+            res = simulate_from_estimates(
+                ts,
+                a,
+                b,
+                xbar[0],
+                model=sim_model,
+                n_paths=cfg.n_paths,
+                init_noise=cfg.init_noise,
+                seed=cfg.seed,
+                save_at=[],
+            )
+            rd = relative_difference(res.mean, xbar)  # (T, K)
+            arrays[f"mean_{key}"], arrays[f"sd_{key}"], arrays[f"rd_{key}"] = (
+                res.mean,
+                res.sd,
+                rd,
+            )
+            numbers[key] = {
+                "rd_late": float(np.nanmean(rd[late])),
+                "rd_final": float(np.nanmean(rd[-1])),
+            }
+    numbers["rd_late"] = {H: numbers[f"own_{H}"]["rd_late"] for H in ("I", "L")}
+    numbers["rd_late_paper"] = {H: numbers[f"paper_{H}"]["rd_late"] for H in ("I", "L")}
+    return arrays, numbers
+
+
+def _direct_le(ds, est: dict) -> tuple[dict, dict]:
+    """Direct (step-level) α̂, β̂ from the trainer's le_* records, if present."""
+    names = [v for v in ds.data_vars if str(v).startswith("le_")]
+    if not names:
+        return {}, {"available": False}
+    from lesde.estimate import direct as direct_mod
+
+    res = direct_mod.direct_from_record(ds) if hasattr(direct_mod, "direct_from_record") else None
+    if res is None:
+        return {}, {"available": False, "reason": "no record adapter"}
+    steps, alpha_d, beta_d = res  # (M,), (R, M), (R, M)
+    out = {"le_steps": steps, "le_alpha": alpha_d, "le_beta": beta_d}
+    a_mean = np.nanmean(alpha_d, axis=0)
+    b_mean = np.nanmean(beta_d, axis=0)
+    inv_a = np.interp(steps, est["ts"], _fill_nan(est["alpha_L"]))
+    inv_b = np.interp(steps, est["ts"], _fill_nan(est["beta_L"]))
+    return out, {
+        "available": True,
+        "alpha_direct_mean": float(np.nanmean(a_mean)),
+        "beta_direct_mean": float(np.nanmean(b_mean)),
+        "alpha_inverted_mean": float(np.mean(inv_a)),
+        "beta_inverted_mean": float(np.mean(inv_b)),
+        "alpha_sign_agrees": bool(np.sign(np.nanmean(a_mean)) == np.sign(np.mean(inv_a))),
+        "beta_sign_agrees": bool(np.sign(np.nanmean(b_mean)) == np.sign(np.mean(inv_b))),
+    }
+
+
+def _stage_analyse(ds, rec: dict, est: dict, cfg: PipelineConfig) -> tuple[dict, dict]:
+    from lesde.analysis.collapse import etf_deviation, neural_collapse
+    from lesde.analysis.separation import is_separable
+
+    K = rec["K"]
+    tr = _train_probes(rec)
+    Z = rec["probe_logits"][:, :, tr]  # (R, C, P, K)
+    lab = rec["probe_label"][tr]
+    R, C = Z.shape[:2]
+    sep = np.array([is_separable(Z[r, -1], lab) for r in range(R)])
+    sep0 = np.array([is_separable(Z[r, 0], lab) for r in range(R)])
+    means = est["xbar_trials"]  # (R, C, K, K)
+    with np.errstate(invalid="ignore"):
+        etf_trials = np.asarray(etf_deviation(means))  # (R, C)
+        etf_mean_path = np.asarray(etf_deviation(means.mean(axis=0)))  # (C,)
+    nc = [neural_collapse(Z[r, -1], lab) for r in range(R)]
+    arrays: dict[str, np.ndarray] = {
+        "checkpoint_step": rec["checkpoint_step"],
+        "etf_trials": etf_trials,
+        "etf_mean_path": etf_mean_path,
+        "separable_final": sep,
+        "val_loss": rec["val_loss"],
+        "val_acc": rec["val_acc"],
+    }
+    numbers: dict[str, Any] = {
+        "val_acc_final": float(np.nanmean(rec["val_acc"][:, -1])),
+        "val_acc_final_sd": float(np.nanstd(rec["val_acc"][:, -1])),
+        "val_loss_final": float(np.nanmean(rec["val_loss"][:, -1])),
+        "val_loss_initial": float(np.nanmean(rec["val_loss"][:, 0])),
+        "separable_fraction_final": float(sep.mean()),
+        "separable_fraction_initial": float(sep0.mean()),
+        "etf_deviation_final": float(np.nanmedian(etf_trials[:, -1])),
+        "etf_deviation_initial": float(np.nanmedian(etf_trials[:, 0])),
+        "nc1_final": float(np.median([m.nc1 for m in nc])),
+    }
+    # full Ê(t) from per-trial probe class means (L-model similarity, logits)
+    if R >= 3 and C >= 7:
+        from lesde.estimate.le_matrix import estimate_le_matrix
+
+        win = cfg.le_window or max(3, (C // 6) | 1)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                le = estimate_le_matrix(
+                    means, est["checkpoint_step"], H="L", window=win, n_boot=cfg.n_boot,
+                    seed=cfg.seed,
+                )  # fmt: skip
+            arrays.update({"E_ts": le.ts, "E": le.E, "E_lo": le.lo, "E_hi": le.hi})
+            off = ~np.eye(K, dtype=bool)
+            numbers["le_matrix"] = {
+                "window": win,
+                "alpha_late": float(np.nanmean(np.diagonal(le.E[-1]))),
+                "beta_late": float(np.nanmean(le.E[-1][off])),
+            }
+        except ValueError as err:
+            numbers["le_matrix"] = {"error": str(err)}
+    d_arrays, d_numbers = _direct_le(ds, est)
+    arrays.update(d_arrays)
+    numbers["direct"] = d_numbers
+    return arrays, numbers
+
+
+# ---------------------------------------------------------------- driver
+
+
+def key_numbers(summary: dict) -> dict[str, Any]:
+    """The headline numbers of a run (final accuracy, tail indices, RD, separability)."""
+    est = summary.get("estimate", {})
+    sim = summary.get("simulate", {})
+    ana = summary.get("analyse", {})
+    key: dict[str, Any] = {}
+    if ana:
+        key["val_acc_final"] = ana.get("val_acc_final")
+        key["val_loss_final"] = ana.get("val_loss_final")
+        key["separable_fraction_final"] = ana.get("separable_fraction_final")
+        key["separable"] = (ana.get("separable_fraction_final") or 0) >= 0.5
+        key["etf_deviation_final"] = ana.get("etf_deviation_final")
+        key["direct_alpha_sign_agrees"] = ana.get("direct", {}).get("alpha_sign_agrees")
+    for H in ("I", "L"):
+        if H in est:
+            for k in ("r_alpha", "r_beta", "r_gamma"):
+                key[f"{k}_{H}"] = est[H][k]
+    if sim:
+        for H in ("I", "L"):
+            key[f"rd_late_{H}"] = sim["rd_late"][H]
+    return key
+
+
+def run_pipeline(
+    run_dir: Path,
+    *,
+    experiment: str,
+    config: Any,
+    train: Callable[[Path], None],
+    cfg: PipelineConfig,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run (or resume) train → estimate → simulate → analyse in ``run_dir``.
+
+    Args:
+        run_dir: the run directory (created).
+        experiment: experiment name, stored in the summary.
+        config: the experiment's config (a dataclass or dict; stored as JSON).
+        train: ``train(train_dir)`` produces (or resumes) the run store in ``train_dir``;
+            it is skipped once the summary marks it done.
+        cfg: options of the later stages.
+        log: progress messages.
+
+    Returns:
+        The summary dict (as written to ``summary.json``).
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    summary = load_summary(run_dir)
+    summary.setdefault("experiment", experiment)
+    summary["config"] = _jsonable(config)
+    summary["pipeline"] = _jsonable(cfg)
+    summary.setdefault("stages", {})
+    write_json_atomic(run_dir / SUMMARY, summary)
+    train_dir = run_dir / "train"
+
+    if _stage_done(run_dir, summary, "train", ["train"]):
+        log("train: done (skipped)")
+    else:
+        t = time.perf_counter()
+        train(train_dir)
+        _mark(run_dir, summary, "train", ["train"], time.perf_counter() - t)
+        log(f"train: {time.perf_counter() - t:.1f} s")
+
+    ds = None
+    rec = None
+
+    def record():
+        nonlocal ds, rec
+        if rec is None:
+            ds = open_record(train_dir)
+            rec = _record_arrays(ds)
+        return rec
+
+    if _stage_done(run_dir, summary, "estimate", ["estimates.npz"]):
+        est = load_npz(run_dir / "estimates.npz")
+    else:
+        t = time.perf_counter()
+        est, numbers = _stage_estimate(record(), cfg)
+        save_npz_atomic(run_dir / "estimates.npz", **est)
+        summary["estimate"] = numbers
+        _mark(run_dir, summary, "estimate", ["estimates.npz"], time.perf_counter() - t)
+        log(f"estimate: {time.perf_counter() - t:.1f} s")
+
+    if not _stage_done(run_dir, summary, "simulate", ["simulate.npz"]):
+        t = time.perf_counter()
+        arrays, numbers = _stage_simulate(est, cfg)
+        save_npz_atomic(run_dir / "simulate.npz", **arrays)
+        summary["simulate"] = numbers
+        _mark(run_dir, summary, "simulate", ["simulate.npz"], time.perf_counter() - t)
+        log(f"simulate: {time.perf_counter() - t:.1f} s")
+
+    if not _stage_done(run_dir, summary, "analyse", ["analysis.npz"]):
+        t = time.perf_counter()
+        rec = record()
+        arrays, numbers = _stage_analyse(ds, rec, est, cfg)
+        save_npz_atomic(run_dir / "analysis.npz", **arrays)
+        summary["analyse"] = numbers
+        _mark(run_dir, summary, "analyse", ["analysis.npz"], time.perf_counter() - t)
+        log(f"analyse: {time.perf_counter() - t:.1f} s")
+
+    summary["key"] = key_numbers(summary)
+    write_json_atomic(run_dir / SUMMARY, summary)
+    return summary

@@ -1,0 +1,245 @@
+"""Draw every figure of a run directory to ``figures/<name>.png`` and ``.pdf``.
+
+A single-training run (geomnist, digits, cifar, and each point of a sweep) gets the
+paper's Fig. 1 (trajectories and 1-D projection), Fig. 3 (Â, B̂, α̂, β̂ under both H
+models), Fig. 5 (simulated vs genuine X̄(t)), the RD plot, and the new ones: the full
+Ê(t) with bootstrap bands, direct vs inverted α̂/β̂ (when the trainer recorded them) and
+the ETF deviation over time. A multi-point run (label-noise, sample-size) gets paper
+Fig. 4 (validation loss and accuracy vs p_err, tail indices vs p_err with r = 1).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from lesde.experiments.pipeline import load_npz, load_summary, open_record  # noqa: E402
+from lesde.plots import dynamics as dyn  # noqa: E402
+from lesde.plots import label_noise as ln  # noqa: E402
+
+__all__ = ["draw_figures", "FIGURE_TITLES"]
+
+FIGURE_TITLES = {
+    "fig1_trajectories": "Fig. 1: class-mean logit trajectories and their 1-D projection",
+    "fig3_estimates": "Fig. 3: Â, B̂ and α̂, β̂ under the I-model and the L-model",
+    "fig5_simulated": "Fig. 5: LE-ODE (L-model) driven by the estimates vs genuine X̄(t)",
+    "rd": "Relative difference RD(t) of the simulations",
+    "le_matrix": "Full LE matrix Ê(t) with bootstrap-over-trials intervals",
+    "direct_vs_inverted": "Direct (step-level) vs inverted α̂, β̂",
+    "etf": "ETF deviation of class-mean logits over time (neural collapse)",
+    "fig4_label_noise": "Fig. 4: phase transition of separability vs p_err",
+    "sample_size": "Final metrics and tail indices vs samples per class",
+}
+
+
+def _save(fig, out: Path, name: str, written: list[Path]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    for ext in ("png", "pdf"):
+        p = out / f"{name}.{ext}"
+        fig.savefig(p, dpi=110 if ext == "png" else None)
+        written.append(p)
+    plt.close(fig)
+
+
+def _class_names(summary: dict, K: int) -> list[str]:
+    names = summary.get("class_names")
+    return list(names) if names and len(names) == K else [f"class {k}" for k in range(K)]
+
+
+def _single_run(run_dir: Path, summary: dict, out: Path) -> list[Path]:
+    written: list[Path] = []
+    est = load_npz(run_dir / "estimates.npz")
+    sim = load_npz(run_dir / "simulate.npz")
+    ana = load_npz(run_dir / "analysis.npz")
+    ts, xbar = est["ts"], est["xbar"]
+    K = xbar.shape[1]
+    names = _class_names(summary, K)
+
+    # Fig. 1: trajectories and projection on ν = X̄^k(T) − X̄^l(T), the pair farthest apart
+    fig = plt.figure(figsize=(11, 4.2))
+    if xbar.shape[2] >= 3:
+        dyn.plot_trajectories_3d(
+            xbar, class_names=names, ax=fig.add_subplot(1, 2, 1, projection="3d")
+        )
+    end = xbar[-1]
+    d = np.linalg.norm(end[:, None] - end[None], axis=-1)
+    k, l = np.unravel_index(np.argmax(d), d.shape)
+    nu = (end[k] - end[l]) / max(d[k, l], 1e-12)
+    sample_t = sample_proj = sample_label = None
+    try:
+        ds = open_record(run_dir / "train")
+        z = ds["sample_logits"].values  # (R, S, K)
+        y = ds["sample_label"].values
+        steps = ds["step"].values if "step" in ds.coords else np.arange(1, z.shape[1] + 1)
+        rng = np.random.default_rng(0)
+        n = min(20000, z.shape[0] * z.shape[1])
+        ri = rng.integers(0, z.shape[0], n)
+        si = rng.integers(0, z.shape[1], n)
+        sample_t, sample_proj, sample_label = steps[si], z[ri, si] @ nu, y[ri, si]
+    except (OSError, KeyError, ValueError, ImportError):
+        pass  # the record may have been deleted; the figure still shows the means
+    dyn.plot_projection(
+        ts, xbar @ nu, sample_t=sample_t, sample_proj=sample_proj, sample_label=sample_label,
+        sim_proj=sim["mean_own_L"] @ nu, class_names=names, ax=fig.add_subplot(1, 2, 2),
+    )  # fmt: skip
+    fig.axes[-1].set_title(f"projection on ν ∝ X̄(T) of {names[k]} − X̄(T) of {names[l]}")
+    _save(fig, out, "fig1_trajectories", written)
+
+    # Fig. 3
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7))
+    for i, H in enumerate(("I", "L")):
+        dyn.plot_ab(ts, est[f"A_{H}"], est[f"B_{H}"], title=f"{H}-model: Â, B̂", ax=axes[i, 0])
+        dyn.plot_rates(
+            ts, est[f"alpha_{H}"], est[f"beta_{H}"], title=f"{H}-model: α̂, β̂", ax=axes[i, 1]
+        )
+    _save(fig, out, "fig3_estimates", written)
+
+    # Fig. 5: the L-model driven by I- and L-estimates (paper), one column per class
+    fig, axes = plt.subplots(2, K, figsize=(3.6 * K, 6.4), squeeze=False)
+    for i, H in enumerate(("I", "L")):
+        for c in range(K):
+            dyn.plot_simulated_vs_genuine(
+                ts, sim[f"mean_paper_{H}"], sim[f"sd_paper_{H}"], xbar, c,
+                title=f"{names[c]}: rates from {H}-model", ax=axes[i, c],
+            )  # fmt: skip
+    _save(fig, out, "fig5_simulated", written)
+
+    # RD
+    fig, ax = plt.subplots(figsize=(6, 4))
+    frac = summary.get("simulate", {}).get("late_fraction", 0.25)
+    late_from = ts[-max(1, int(round(frac * ts.size)))]
+    dyn.plot_rd(
+        ts,
+        {
+            "I-model (own rates)": sim["rd_own_I"],
+            "L-model (own rates)": sim["rd_own_L"],
+            "L-model, I-rates (paper Fig. 5a)": sim["rd_paper_I"],
+        },
+        late_from=late_from,
+        ax=ax,
+    )
+    _save(fig, out, "rd", written)
+
+    if "E" in ana:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        dyn.plot_le_matrix(ana["E_ts"], ana["E"], ana["E_lo"], ana["E_hi"], ax=ax)
+        _save(fig, out, "le_matrix", written)
+
+    if "le_alpha" in ana:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        dyn.plot_direct_vs_inverted(
+            ana["le_steps"], ana["le_alpha"], ana["le_beta"], ts, est["alpha_L"], est["beta_L"],
+            ax=ax,
+        )  # fmt: skip
+        _save(fig, out, "direct_vs_inverted", written)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    dyn.plot_etf(
+        ana["checkpoint_step"], ana["etf_trials"], etf_mean_path=ana["etf_mean_path"], ax=ax
+    )
+    _save(fig, out, "etf", written)
+    return written
+
+
+def _points(run_dir: Path, summary: dict) -> list[tuple[float, Path, dict]]:
+    pts = []
+    for p in summary.get("points", []):
+        d = run_dir / p["dir"]
+        s = load_summary(d)
+        if s.get("stages", {}).get("analyse", {}).get("done"):
+            pts.append((float(p["value"]), d, s))
+    return sorted(pts, key=lambda t: t[0])
+
+
+def _multi_run(run_dir: Path, summary: dict, out: Path) -> list[Path]:
+    written: list[Path] = []
+    pts = _points(run_dir, summary)
+    if not pts:
+        return written
+    param = summary.get("parameter", "p_err")
+    K = int(summary.get("n_classes", 3))
+    x = [v for v, _, _ in pts]
+    H = summary.get("tail_model", "L")
+    r_a = [s["estimate"][H]["r_alpha"] for _, _, s in pts]
+    r_b = [s["estimate"][H]["r_beta"] for _, _, s in pts]
+    r_g = [s["estimate"][H]["r_gamma"] for _, _, s in pts]
+    acc_m = [s["analyse"]["val_acc_final"] for _, _, s in pts]
+    acc_s = [s["analyse"]["val_acc_final_sd"] for _, _, s in pts]
+    curves_loss, curves_acc = {}, {}
+    for v, d, _ in pts:
+        a = load_npz(d / "analysis.npz")
+        curves_loss[v] = (a["checkpoint_step"], np.nanmean(a["val_loss"], axis=0))
+        curves_acc[v] = (a["checkpoint_step"], np.nanmean(a["val_acc"], axis=0))
+    init_loss = float(np.mean([s["analyse"]["val_loss_initial"] for _, _, s in pts]))
+    if param == "p_err":
+        thr = (K - 1) / K
+        fig, axes = plt.subplots(1, 4, figsize=(18, 4.2))
+        ln.plot_metric_curves(curves_loss, ylabel="validation loss", initial=init_loss, ax=axes[0])
+        axes[0].set_title("(a) validation loss")
+        ln.plot_metric_curves(curves_acc, ylabel="validation accuracy", ax=axes[1])
+        axes[1].set_title("(b) validation accuracy")
+        ln.plot_final_metric(
+            x, acc_m, acc_s, ylabel="final validation accuracy", threshold=thr, chance=1 / K,
+            ax=axes[2],
+        )  # fmt: skip
+        axes[2].set_title("final validation accuracy vs p_err")
+        ln.plot_tail_indices(x, r_a, r_b, r_g, threshold=thr, ax=axes[3])
+        axes[3].set_title(f"(c) tail indices ({H}-model)")
+        _save(fig, out, "fig4_label_noise", written)
+    else:
+        fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+        ln.plot_metric_curves(curves_acc, ylabel="validation accuracy", ax=axes[0])
+        for line, v in zip(axes[0].get_lines(), sorted(curves_acc), strict=False):
+            line.set_label(f"{param}={v:g}")
+        axes[0].legend(fontsize=6)
+        ln.plot_final_metric(
+            x, acc_m, acc_s, xlabel=param, ylabel="final validation accuracy", threshold=None,
+            chance=1 / K, ax=axes[1],
+        )  # fmt: skip
+        axes[1].set_xscale("log")
+        ln.plot_tail_indices(x, r_a, r_b, r_g, xlabel=param, threshold=None, ax=axes[2])
+        axes[2].set_xscale("log")
+        _save(fig, out, "sample_size", written)
+    return written
+
+
+def draw_figures(run_dir: Path | str, *, out: Path | str | None = None) -> list[Path]:
+    """Draw every figure a run supports; return the paths written (PNG and PDF).
+
+    Args:
+        run_dir: a run directory written by ``lesde run``.
+        out: where to write; default ``run_dir/figures``.
+
+    Raises:
+        FileNotFoundError: when ``run_dir`` holds no ``summary.json``.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / "summary.json").exists():
+        raise FileNotFoundError(
+            f"{run_dir} is not a run directory (no summary.json); create one with `lesde run`"
+        )
+    summary = load_summary(run_dir)
+    out = Path(out) if out is not None else run_dir / "figures"
+    if summary.get("points"):
+        return _multi_run(run_dir, summary, out)
+    if not summary.get("stages", {}).get("analyse", {}).get("done"):
+        raise FileNotFoundError(f"{run_dir}: the run is not complete; resume it with `lesde run`")
+    return _single_run(run_dir, summary, out)
+
+
+def figure_list(run_dir: Path | str) -> list[dict[str, Any]]:
+    """The PNG figures of a run with their titles, in a stable order (for the report)."""
+    fig_dir = Path(run_dir) / "figures"
+    items = []
+    for name, title in FIGURE_TITLES.items():
+        p = fig_dir / f"{name}.png"
+        if p.exists():
+            items.append({"name": name, "title": title, "path": p})
+    return items

@@ -1,0 +1,216 @@
+"""One self-contained HTML report per run: figures embedded, key numbers, config, provenance.
+
+The file needs no network and no other file: figures are base64 PNGs in ``data:`` URIs,
+styles are inline. A small script marks ``<body data-images-loaded="N/M">`` once the
+images have decoded, which the tests read from headless Chromium.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from lesde.experiments.pipeline import load_summary
+
+__all__ = ["write_report", "provenance"]
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;
+margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.6em;margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;
+margin-top:1.6em} table{border-collapse:collapse;margin:.5em 0}
+td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;font-size:.92em}
+th{background:#f4f4f4} td.num{text-align:right;font-variant-numeric:tabular-nums}
+figure{margin:1.2em 0} figure img{max-width:100%;border:1px solid #eee}
+figcaption{font-size:.9em;color:#555} pre{background:#f7f7f7;padding:.8em;overflow:auto;
+font-size:.82em} .ok{color:#186a1d} .bad{color:#a11} .muted{color:#777;font-size:.9em}
+"""
+
+_SCRIPT = """
+(function(){
+  function check(){
+    var imgs=document.images, ok=0;
+    for(var i=0;i<imgs.length;i++){ if(imgs[i].complete && imgs[i].naturalWidth>0) ok++; }
+    document.body.setAttribute('data-images-loaded', ok+'/'+imgs.length);
+  }
+  window.addEventListener('load', check);
+  check();
+})();
+"""
+
+# key -> (label, meaning)
+_KEY_LABELS: dict[str, tuple[str, str]] = {
+    "val_acc_final": ("validation accuracy (final)", "mean over trials"),
+    "val_loss_final": ("validation loss (final)", "mean over trials"),
+    "separable_fraction_final": ("separable trials (final)", "train-probe logits, LP"),
+    "separable": ("separability verdict", "majority of trials separable"),
+    "etf_deviation_final": ("ETF deviation (final)", "median over trials; 0 = simplex"),
+    "r_alpha_I": ("r̂_α (I-model)", "slope tail index of Â"),
+    "r_beta_I": ("r̂_β (I-model)", "slope tail index of B̂"),
+    "r_gamma_I": ("r̂_γ (I-model)", "min(r̂_α, r̂_β); < 1 predicts separation"),
+    "r_alpha_L": ("r̂_α (L-model)", "slope tail index of Â"),
+    "r_beta_L": ("r̂_β (L-model)", "slope tail index of B̂"),
+    "r_gamma_L": ("r̂_γ (L-model)", "min(r̂_α, r̂_β); < 1 predicts separation"),
+    "rd_late_I": ("RD late, I-model", "mean RD over the last quarter of training"),
+    "rd_late_L": ("RD late, L-model", "mean RD over the last quarter of training"),
+    "direct_alpha_sign_agrees": ("direct α̂ sign = inverted", "step-level vs L-inversion"),
+}
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if v is None:
+        return "—"
+    return html.escape(str(v))
+
+
+def _git_revision() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def provenance(run_dir: Path) -> dict[str, Any]:
+    """Versions, platform, git revision, and the trainer's ``meta.json`` when present."""
+    import numpy as np
+
+    import lesde
+
+    prov: dict[str, Any] = {
+        "lesde": lesde.__version__,
+        "git_revision": _git_revision(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "report_written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    meta = Path(run_dir) / "train" / "meta.json"
+    if meta.exists():
+        try:
+            prov["trainer_meta"] = json.loads(meta.read_text())
+        except json.JSONDecodeError:
+            prov["trainer_meta"] = "unreadable"
+    return prov
+
+
+def _key_table(key: dict[str, Any]) -> str:
+    rows = []
+    for k, v in key.items():
+        label, meaning = _KEY_LABELS.get(k, (k, ""))
+        rows.append(
+            f"<tr><td>{html.escape(label)}</td><td class='num'>{_fmt(v)}</td>"
+            f"<td class='muted'>{html.escape(meaning)}</td></tr>"
+        )
+    return (
+        "<table><tr><th>quantity</th><th>value</th><th>meaning</th></tr>"
+        + "".join(rows)
+        + ("</table>")
+    )
+
+
+def _points_table(run_dir: Path, summary: dict) -> str:
+    pts = summary.get("points", [])
+    if not pts:
+        return ""
+    param = summary.get("parameter", "value")
+    cols = ["val_acc_final", "separable_fraction_final", "r_alpha_L", "r_beta_L", "r_gamma_L",
+            "rd_late_I", "rd_late_L"]  # fmt: skip
+    head = "".join(f"<th>{html.escape(_KEY_LABELS.get(c, (c,))[0])}</th>" for c in cols)
+    rows = []
+    for p in sorted(pts, key=lambda q: q["value"]):
+        key = load_summary(run_dir / p["dir"]).get("key", {})
+        cells = "".join(f"<td class='num'>{_fmt(key.get(c))}</td>" for c in cols)
+        rows.append(f"<tr><td class='num'>{_fmt(float(p['value']))}</td>{cells}</tr>")
+    return (
+        f"<h2>Points ({html.escape(param)})</h2><table><tr><th>{html.escape(param)}</th>"
+        f"{head}</tr>{''.join(rows)}</table>"
+    )
+
+
+def write_report(run_dir: Path | str, *, out: Path | str | None = None) -> Path:
+    """Write ``report.html`` for a run (figures must have been drawn; see `draw_figures`).
+
+    Args:
+        run_dir: a run directory with ``summary.json``.
+        out: output path; default ``run_dir/report.html``.
+
+    Returns:
+        The path written.
+
+    Raises:
+        FileNotFoundError: when ``run_dir`` holds no ``summary.json``.
+    """
+    from lesde.figures import figure_list
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "summary.json").exists():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no summary.json)")
+    summary = load_summary(run_dir)
+    name = summary.get("experiment", run_dir.name)
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>lesde report: {html.escape(name)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>lesde: {html.escape(name)}</h1>",
+        f"<p class='muted'>run directory <code>{html.escape(str(run_dir.resolve()))}</code>. "
+        "Imitating deep-learning dynamics with locally elastic SDEs (Zhang, Wang &amp; Su, "
+        "NeurIPS 2021).</p>",
+    ]
+    if summary.get("key"):
+        parts += ["<h2>Key numbers</h2>", _key_table(summary["key"])]
+    parts.append(_points_table(run_dir, summary))
+    if summary.get("notes"):
+        parts += ["<h2>Notes</h2><ul>"]
+        parts += [f"<li>{html.escape(n)}</li>" for n in summary["notes"]]
+        parts.append("</ul>")
+    figs = figure_list(run_dir)
+    if figs:
+        parts.append("<h2>Figures</h2>")
+    for f in figs:
+        b64 = base64.b64encode(Path(f["path"]).read_bytes()).decode("ascii")
+        parts.append(
+            f"<figure id='{f['name']}'><img alt='{html.escape(f['title'])}' "
+            f"src='data:image/png;base64,{b64}'><figcaption>{html.escape(f['title'])} "
+            f"(<code>figures/{f['name']}.pdf</code>)</figcaption></figure>"
+        )
+    detail = {k: summary.get(k) for k in ("estimate", "simulate", "analyse") if k in summary}
+    if detail:
+        parts += [
+            "<h2>All numbers</h2><pre>",
+            html.escape(json.dumps(detail, indent=1, allow_nan=True)),
+            "</pre>",
+        ]
+    parts += [
+        "<h2>Configuration</h2><pre>",
+        html.escape(
+            json.dumps(
+                {k: summary.get(k) for k in ("config", "pipeline")}, indent=1, allow_nan=True
+            )
+        ),
+        "</pre><h2>Stages</h2><pre>",
+        html.escape(json.dumps(summary.get("stages", {}), indent=1)),
+        "</pre><h2>Provenance</h2><pre>",
+        html.escape(json.dumps(provenance(run_dir), indent=1, default=str)),
+        f"</pre><script>{_SCRIPT}</script></body></html>",
+    ]
+    out = Path(out) if out is not None else run_dir / "report.html"
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text("".join(parts), encoding="utf-8")
+    tmp.replace(out)
+    return out
