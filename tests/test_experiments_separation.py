@@ -87,3 +87,16 @@ def test_cli_quick(tmp_path, capsys):
         assert (tmp_path / name).exists()
     assert "wrote" in capsys.readouterr().out
     assert app(["separation", "--runs", "0", "--out", str(tmp_path)]) == 2
+
+
+@pytest.mark.slow
+def test_default_config_shows_the_transition(tmp_path):
+    # The default sweep (~15 s): at the longest horizon, far from the threshold, the
+    # fraction is near 0 on one side and near 1 on the other (200 runs each).
+    table = separation.run(separation.Config(), tmp_path)
+    xa = np.array(table["a"]["x"])
+    fa = np.array(table["a"]["curves"][-1]["fraction"])
+    assert np.all(fa[xa <= 0] <= 0.05) and np.all(fa[xa >= 0.005] >= 0.95)
+    xb = np.array(table["b"]["x"])
+    fb = np.array(table["b"]["curves"][-1]["fraction"])
+    assert np.all(fb[xb <= 0.95] >= 0.95) and np.all(fb[xb >= 1.05] <= 0.05)

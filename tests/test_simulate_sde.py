@@ -74,11 +74,21 @@ def test_same_seed_bitwise_identical(method, dtype):
     assert not np.array_equal(a.particles, c.particles)
 
 
+def _general_model():
+    """Full E(t), custom H and non-uniform W: no closed form, only the drift M(t)."""
+    H = np.random.default_rng(0).normal(size=(9, 9)) * 0.3
+    W = np.array([[0.5, 0.2, 0.1], [0.1, 0.6, 0.2], [0.3, 0.1, 0.4]])
+    E0 = np.array([[1.0, 0.2, -0.1], [0.0, 0.8, 0.3], [0.2, -0.2, 0.5]])
+    return lesde.LEModel(3, 3, E=lambda t: E0 / (1 + np.asarray(t))[..., None, None], H=H, W=W)
+
+
 @pytest.mark.parametrize("method", ["split", "particles"])
-def test_no_noise_is_the_euler_scheme(method):
+@pytest.mark.parametrize("make", [_model, _general_model])
+def test_no_noise_is_the_euler_scheme(method, make):
     ts = np.linspace(0, 3, 31)
-    r = lesde.simulate_sde(_model(), ts, n_per_class=3, sigma=0.0, x0=X0, seed=0, method=method)
-    np.testing.assert_allclose(r.means[0], _euler_means(_model(), X0, ts), rtol=1e-13)
+    m = make()
+    r = lesde.simulate_sde(m, ts, n_per_class=3, sigma=0.0, x0=X0, seed=0, method=method)
+    np.testing.assert_allclose(r.means[0], _euler_means(m, X0, ts), rtol=1e-13)
     # and every particle sits on its class mean
     np.testing.assert_allclose(r.particles[0], np.repeat(r.means[0][:, :, None], 3, 2), rtol=1e-13)
 
@@ -196,3 +206,28 @@ def test_no_warning_in_normal_use():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         lesde.simulate_sde(_model(), np.linspace(0, 1, 5), n_per_class=3, sigma=0.1, x0=X0, seed=0)
+
+
+def test_threaded_gaussian_source_is_deterministic_and_standard():
+    from lesde.simulate.sde import NormalSource
+
+    n = 2**21  # above the size at which float64 fills are split over 4 threaded streams
+    a = NormalSource(3, "float64").normal((n,))
+    b = NormalSource(3, "float64").normal((n,))
+    c = NormalSource(4, "float64").normal((n,))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    # mean 0 (SE 1/sqrt(n)) and variance 1 (SE sqrt(2/n)), 5 SE each
+    assert abs(a.mean()) < 5 / np.sqrt(n)
+    assert abs(a.var() - 1) < 5 * np.sqrt(2 / n)
+    # the four streams are different streams (no repeated block)
+    q = n // 4
+    assert not np.array_equal(a[:q], a[q : 2 * q])
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 100])
+def test_particle_sum_by_halving(n):
+    from lesde.simulate.sde import _sum_particles
+
+    Z = np.random.default_rng(n).normal(size=(2, 3, 4, n, 3))
+    np.testing.assert_allclose(_sum_particles(Z), Z.sum(axis=3), rtol=1e-12, atol=1e-12)
