@@ -136,6 +136,8 @@ def test_general_W_is_unbiased():
         (dict(save_steps=[0, 11]), ValueError, "save_steps"),
         (dict(method="fast"), ValueError, "method"),
         (dict(x0=np.zeros(3)), ValueError, "x0"),
+        (dict(seed=-1), ValueError, "seed"),
+        (dict(seed=1.5), TypeError, "seed"),
     ],
 )
 def test_bad_inputs_name_the_argument(kwargs, exc, match):

@@ -188,6 +188,8 @@ def test_weak_convergence_order_one():
         (dict(dW=np.zeros((1, 3, 3, 3))), ValueError, "dW"),
         (dict(dW=np.zeros((1, 10, 3, 3)), method="particles"), ValueError, "dW"),
         (dict(model="not a model"), TypeError, "model"),
+        (dict(seed=-1), ValueError, "seed"),
+        (dict(seed=1.5), TypeError, "seed"),
     ],
 )
 def test_bad_inputs_name_the_argument(kwargs, exc, match):

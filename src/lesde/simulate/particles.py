@@ -150,8 +150,7 @@ def simulate_particles(
     pi, w = sampling_marginal(model.W)
     ts_steps = t0 + h * np.arange(n_steps)  # time of the drift of step m = index + 1
     E = model.le_matrix(ts_steps) if n_steps else np.zeros((0, K, K))  # (n_steps, K, K)
-    # C[m, k, l] = h · w_kl · E_kl(t_m) · H_kl: (n_steps, K, K, p, p)
-    C = h * np.einsum("kl,mkl,klij->mklij", w, E, model.H_blocks)
+    coef = h * w[None] * E  # (n_steps, K, K): h · w_kl · E_kl(t_m); H_kl applied per step
 
     src = NormalSource(seed, "float64")
     # Each path draws its classes and samples from its own child stream (SeedSequence).
@@ -162,7 +161,7 @@ def simulate_particles(
     X0 = initial_particles(src, x0, n_paths, n, spread)  # (n_paths, K, n, p)
     particles = np.empty((n_paths, saves.size, K, n, p))
     run = _run_lazy if method == "lazy" else _run_direct
-    run(src, C, L, J, X0, S.T * np.sqrt(h), particles, saves)
+    run(src, coef, model.H_blocks, L, J, X0, S.T * np.sqrt(h), particles, saves)
     return ParticleResult(
         steps=saves,
         ts=t0 + h * saves,
@@ -173,7 +172,13 @@ def simulate_particles(
     )
 
 
-def _run_direct(src, C, L, J, X0, ST, particles, saves):
+def _drift(coef_m, H_blocks, Lm, src_x):
+    """h w_{k,L} E_{k,L} H_{k,L} X_J^L for every path b and class k: (n_paths, K, p)."""
+    HX = np.einsum("kbij,bj->bki", H_blocks[:, Lm], src_x)  # (n_paths, K, p)
+    return coef_m[:, Lm].T[:, :, None] * HX
+
+
+def _run_direct(src, coef, H_blocks, L, J, X0, ST, particles, saves):
     n_paths, K, n, p = X0.shape
     X = X0.copy()
     b = np.arange(n_paths)
@@ -182,11 +187,10 @@ def _run_direct(src, C, L, J, X0, ST, particles, saves):
         particles[:, save_at[0]] = X
     Z = np.empty_like(X)
     iso = np.allclose(ST, ST[0, 0] * np.eye(p), rtol=0.0, atol=0.0)  # scalar σ: skip matmul
-    for m in range(C.shape[0]):
+    for m in range(coef.shape[0]):
         Lm = L[:, m]
         src_x = X[b, Lm, J[:, m]]  # (n_paths, p), X_J^L(m−1)
-        Cm = C[m][:, Lm]  # (K, n_paths, p, p)
-        drift = np.einsum("kbij,bj->bki", Cm, src_x)  # (n_paths, K, p)
+        drift = _drift(coef[m], H_blocks, Lm, src_x)  # (n_paths, K, p)
         src.fill(Z)
         X += drift[:, :, None, :]
         if iso:
@@ -198,7 +202,7 @@ def _run_direct(src, C, L, J, X0, ST, particles, saves):
             particles[:, save_at[m + 1]] = X
 
 
-def _run_lazy(src, C, L, J, X0, ST, particles, saves):
+def _run_lazy(src, coef, H_blocks, L, J, X0, ST, particles, saves):
     n_paths, K, n, p = X0.shape
     b = np.arange(n_paths)
     Dsum = np.zeros((n_paths, K, p))  # Σ drifts so far, shared by all particles of a class
@@ -207,7 +211,7 @@ def _run_lazy(src, C, L, J, X0, ST, particles, saves):
     save_at = dict(zip(saves.tolist(), range(saves.size), strict=True))
     if 0 in save_at:
         particles[:, save_at[0]] = X0
-    for m in range(C.shape[0]):
+    for m in range(coef.shape[0]):
         Lm, Jm = L[:, m], J[:, m]
         # Read S_J at step m−1 (m increments have index 0..m−1; m of them counted by m).
         gap = m - last[b, Lm, Jm]  # (n_paths,)
@@ -215,8 +219,7 @@ def _run_lazy(src, C, L, J, X0, ST, particles, saves):
         Swalk[b, Lm, Jm] += inc
         last[b, Lm, Jm] = m
         src_x = X0[b, Lm, Jm] + Dsum[b, Lm] + Swalk[b, Lm, Jm] @ ST  # (n_paths, p)
-        Cm = C[m][:, Lm]  # (K, n_paths, p, p)
-        Dsum += np.einsum("kbij,bj->bki", Cm, src_x)
+        Dsum += _drift(coef[m], H_blocks, Lm, src_x)
         if m + 1 in save_at:
             gap_all = (m + 1) - last  # (n_paths, K, n)
             Swalk += src.normal((n_paths, K, n, p)) * np.sqrt(gap_all)[..., None]

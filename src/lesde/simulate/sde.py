@@ -98,6 +98,10 @@ class NormalSource:
     """
 
     def __init__(self, seed: int | None, dtype: str) -> None:
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
+            raise TypeError(f"`seed` must be an int or None, got {type(seed).__name__}")
+        if seed is not None and seed < 0:
+            raise ValueError(f"`seed` must be >= 0, got {seed}")
         ss = np.random.SeedSequence(seed)
         self.dtype = np.dtype(dtype)
         if self.dtype == np.float64:
