@@ -61,6 +61,8 @@ def test_config_validation():
         separation.Config(n_runs=0)
     with pytest.raises(ValueError, match="exponents_b"):
         separation.Config(exponents_b=(-1.0,))
+    with pytest.raises(ValueError, match="n_features_b"):
+        separation.Config(n_features_b=2)  # p >= K = 3
     with pytest.raises(ValueError, match="`b`"):
         collapse.Config(b=0.6)  # K = 3: b must be < 1/2 for γ > 0
 

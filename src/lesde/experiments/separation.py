@@ -4,8 +4,8 @@ Two sweeps, each a fraction of independent LE-SDE runs whose particles are (pair
 linearly separable at the final time, with 95% Wilson intervals:
 
 (a) Theorem 2.1: K = 2, p = 1, constant α, β, swept over δ = α − β (threshold 0).
-(b) Theorem 3.1: K = 3, I-model, α(t) = c(1+t)^{−s}, β = 0 (so γ = α), swept over the
-    decay exponent s (threshold 1).
+(b) Theorem 3.1: K = 3, p ≥ K (default 3), I-model, α(t) = c(1+t)^{−s}, β = 0 (so
+    γ = α), swept over the decay exponent s (threshold 1).
 
 The theorems are statements as t → ∞; at a finite horizon T the crossover sits where the
 class-mean gap (closed form, MATH.md §3) equals the Brownian width of the clouds
@@ -62,7 +62,10 @@ class Config:
         centres_a: class centres (c₁, c₂) = (1, −1): gap₀ = 2.
         sigma_a: σ = 0.1, so the clouds' Brownian std at T = 1e3 is σ√T ≈ 3.2: they
             overlap for δ ≤ 0 (gap ≤ 2) and the crossover gap is ≈ 15.
-    Part (b), Theorem 3.1 (K = 3, p = 3, I-model, W = 1/3):
+    Part (b), Theorem 3.1 (K = 3, I-model, W = 1/3):
+        n_features_b: p ≥ K; the class centres span a (K−1)-plane, the noise fills all p
+            dimensions (larger p makes Gaussian clouds easier to separate, so the s = 1
+            crossover shifts slightly upwards at finite n).
         exponents_b: the values of s in γ(t) = c(1+t)^{−s}.
         c_b: c = K/2 makes s = 1 the marginal case at every horizon: the centred class
             means grow as exp(A(t)/K) = (1+t)^{c/K} = √(1+t), the same rate as the
@@ -93,6 +96,7 @@ class Config:
     horizons_b: tuple[float, ...] = (1e3, 1e6)
     n_steps_b: int = 4000
     radius_b: float = 3.0
+    n_features_b: int = 3
     sigma_b: float = 1.0
     n_runs: int = 200
     n_per_class: int = 100
@@ -116,6 +120,10 @@ class Config:
                 raise ValueError(f"`{name}` must be > 0, got {getattr(self, name)}")
         if self.dt_a > min(self.horizons_a):
             raise ValueError(f"`dt_a` must be <= min(horizons_a), got {self.dt_a}")
+        if isinstance(self.n_features_b, bool) or not isinstance(self.n_features_b, int):
+            raise TypeError(f"`n_features_b` must be an int, got {self.n_features_b!r}")
+        if self.n_features_b < 3:
+            raise ValueError(f"`n_features_b` must be >= K = 3, got {self.n_features_b}")
         for name in ("n_steps_b", "n_runs", "n_per_class"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -163,9 +171,9 @@ def model_a(delta: float) -> LEModel:
     return LEModel(2, 1, alpha=delta / 2, beta=-delta / 2)
 
 
-def model_b(s: float, c: float) -> LEModel:
-    """Part (b): K = 3, p = 3, I-model, α(t) = c(1+t)^{−s}, β = 0."""
-    return LEModel(3, 3, alpha=lambda t: c * (1.0 + np.asarray(t)) ** (-s), beta=0.0, H="I")
+def model_b(s: float, c: float, p: int = 3) -> LEModel:
+    """Part (b): K = 3, p features, I-model, α(t) = c(1+t)^{−s}, β = 0."""
+    return LEModel(3, p, alpha=lambda t: c * (1.0 + np.asarray(t)) ** (-s), beta=0.0, H="I")
 
 
 def grid_a(cfg: Config, horizon: float) -> np.ndarray:
@@ -179,8 +187,11 @@ def grid_b(cfg: Config, horizon: float) -> np.ndarray:
 
 
 def centres_b(cfg: Config) -> np.ndarray:
+    """Class centres r·(e_k − 1/K) in the first K coordinates: (K, p)."""
     K = 3
-    return cfg.radius_b * (np.eye(K) - 1.0 / K)  # (K, p), class k at r(e_k − 1/K)
+    x0 = np.zeros((K, cfg.n_features_b))
+    x0[:, :K] = cfg.radius_b * (np.eye(K) - 1.0 / K)
+    return x0
 
 
 def separation_fraction(
@@ -289,7 +300,8 @@ def run(
             )  # fmt: skip
         else:
             done[key] = separation_fraction(
-                model_b(x, cfg.c_b), grid_b(cfg, T), centres_b(cfg), sigma=cfg.sigma_b,
+                model_b(x, cfg.c_b, cfg.n_features_b), grid_b(cfg, T), centres_b(cfg),
+                sigma=cfg.sigma_b,
                 init_spread=cfg.init_spread, **common,
             )  # fmt: skip
         if path is not None:
