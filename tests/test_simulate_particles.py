@@ -145,3 +145,16 @@ def test_bad_inputs_name_the_argument(kwargs, exc, match):
     args.update(kwargs)
     with pytest.raises(exc, match=match):
         lesde.simulate_particles(**args)
+
+
+def test_sampled_classes_follow_the_W_marginal():
+    # Imbalanced classes W_kl = n_l / N: L_m ~ π = (0.5, 0.3, 0.2), J_m ~ Unif[n].
+    # Frequencies from N = 20000 draws within 5 binomial SEs sqrt(π(1−π)/N).
+    W = np.tile([0.5, 0.3, 0.2], (3, 1))
+    r = lesde.simulate_particles(_model(W=W), 2000, n_per_class=4, h=1.0, sigma=0.1, x0=X0,
+                                 seed=8, n_paths=10, save_steps=[2000])  # fmt: skip
+    N = r.classes.size
+    for values, probs in ((r.classes, [0.5, 0.3, 0.2]), (r.samples, [0.25] * 4)):
+        freq = np.bincount(values.ravel(), minlength=len(probs)) / N
+        probs = np.array(probs)
+        np.testing.assert_array_less(np.abs(freq - probs), 5 * np.sqrt(probs * (1 - probs) / N))

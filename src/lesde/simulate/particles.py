@@ -153,8 +153,8 @@ def simulate_particles(
     coef = h * w[None] * E  # (n_steps, K, K): h · w_kl · E_kl(t_m); H_kl applied per step
 
     src = NormalSource(seed, "float64")
-    # Each path draws its classes and samples from its own child stream (SeedSequence).
-    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed).spawn(1)[0]))
+    # (L_m, J_m) of all paths come from a stream independent of the noise streams.
+    rng = src.aux_generator()
     L = rng.choice(K, size=(n_paths, n_steps), p=pi)
     J = rng.integers(n, size=(n_paths, n_steps))
 

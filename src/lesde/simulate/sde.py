@@ -102,7 +102,8 @@ class NormalSource:
             raise TypeError(f"`seed` must be an int or None, got {type(seed).__name__}")
         if seed is not None and seed < 0:
             raise ValueError(f"`seed` must be >= 0, got {seed}")
-        ss = np.random.SeedSequence(seed)
+        # two independent children: the Gaussian noise, and `aux` for other draws
+        ss, self._aux = np.random.SeedSequence(seed).spawn(2)
         self.dtype = np.dtype(dtype)
         if self.dtype == np.float64:
             self._rngs = [np.random.Generator(np.random.PCG64(c)) for c in ss.spawn(_STREAMS)]
@@ -112,6 +113,10 @@ class NormalSource:
 
             self._torch = torch
             self._gen = torch.Generator().manual_seed(int(ss.generate_state(1, np.uint64)[0] >> 1))
+
+    def aux_generator(self) -> np.random.Generator:
+        """A numpy Generator independent of the Gaussian streams (e.g. for L_m, J_m)."""
+        return np.random.Generator(np.random.PCG64(self._aux))
 
     def normal(self, shape: tuple[int, ...]) -> np.ndarray:
         """A new array of i.i.d. N(0, 1) of ``shape`` and the source's dtype."""
