@@ -148,14 +148,22 @@ def _single_run(run_dir: Path, summary: dict, out: Path) -> list[Path]:
     return written
 
 
-def _points(run_dir: Path, summary: dict) -> list[tuple[float, Path, dict]]:
-    pts = []
+def _points(run_dir: Path, summary: dict) -> list[tuple[float, list[Path], list[dict]]]:
+    """Completed points grouped by parameter value (several seeds share a value)."""
+    groups: dict[float, tuple[list[Path], list[dict]]] = {}
     for p in summary.get("points", []):
         d = run_dir / p["dir"]
         s = load_summary(d)
         if s.get("stages", {}).get("analyse", {}).get("done"):
-            pts.append((float(p["value"]), d, s))
-    return sorted(pts, key=lambda t: t[0])
+            dirs, sums = groups.setdefault(float(p["value"]), ([], []))
+            dirs.append(d)
+            sums.append(s)
+    return [(v, *groups[v]) for v in sorted(groups)]
+
+
+def _mean(values: list[Any]) -> float:
+    v = np.asarray([np.nan if x is None else x for x in values], dtype=float)
+    return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
 
 
 def _multi_run(run_dir: Path, summary: dict, out: Path) -> list[Path]:
@@ -165,19 +173,29 @@ def _multi_run(run_dir: Path, summary: dict, out: Path) -> list[Path]:
         return written
     param = summary.get("parameter", "p_err")
     K = int(summary.get("n_classes", 3))
-    x = [v for v, _, _ in pts]
     H = summary.get("tail_model", "L")
-    r_a = [s["estimate"][H]["r_alpha"] for _, _, s in pts]
-    r_b = [s["estimate"][H]["r_beta"] for _, _, s in pts]
-    r_g = [s["estimate"][H]["r_gamma"] for _, _, s in pts]
-    acc_m = [s["analyse"]["val_acc_final"] for _, _, s in pts]
-    acc_s = [s["analyse"]["val_acc_final_sd"] for _, _, s in pts]
+    x = [v for v, _, _ in pts]
+
+    def avg(f) -> list[float]:
+        return [_mean([f(s) for s in ss]) for _, _, ss in pts]
+
+    r_a = avg(lambda s: s["estimate"][H]["r_alpha"])
+    r_b = avg(lambda s: s["estimate"][H]["r_beta"])
+    r_g = avg(lambda s: s["estimate"][H]["r_gamma"])
+    acc_m = avg(lambda s: s["analyse"]["val_acc_final"])
+    # spread over trials (one seed) or over seeds' means (several)
+    acc_s = [
+        ss[0]["analyse"]["val_acc_final_sd"]
+        if len(ss) == 1
+        else float(np.std([s["analyse"]["val_acc_final"] for s in ss]))
+        for _, _, ss in pts
+    ]
     curves_loss, curves_acc = {}, {}
-    for v, d, _ in pts:
-        a = load_npz(d / "analysis.npz")
+    for v, dirs, _ in pts:
+        a = load_npz(dirs[0] / "analysis.npz")
         curves_loss[v] = (a["checkpoint_step"], np.nanmean(a["val_loss"], axis=0))
         curves_acc[v] = (a["checkpoint_step"], np.nanmean(a["val_acc"], axis=0))
-    init_loss = float(np.mean([s["analyse"]["val_loss_initial"] for _, _, s in pts]))
+    init_loss = _mean([s["analyse"]["val_loss_initial"] for _, _, ss in pts for s in ss])
     if param == "p_err":
         thr = (K - 1) / K
         fig, axes = plt.subplots(1, 4, figsize=(18, 4.2))

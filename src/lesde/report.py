@@ -137,10 +137,13 @@ def _points_table(run_dir: Path, summary: dict) -> str:
     for p in sorted(pts, key=lambda q: q["value"]):
         key = load_summary(run_dir / p["dir"]).get("key", {})
         cells = "".join(f"<td class='num'>{_fmt(key.get(c))}</td>" for c in cols)
-        rows.append(f"<tr><td class='num'>{_fmt(float(p['value']))}</td>{cells}</tr>")
+        label = html.escape(p.get("label", p["dir"]))
+        rows.append(
+            f"<tr><td class='num'>{_fmt(float(p['value']))}</td><td>{label}</td>{cells}</tr>"
+        )
     return (
         f"<h2>Points ({html.escape(param)})</h2><table><tr><th>{html.escape(param)}</th>"
-        f"{head}</tr>{''.join(rows)}</table>"
+        f"<th>run</th>{head}</tr>{''.join(rows)}</table>"
     )
 
 

@@ -524,29 +524,30 @@ def _stage_simulate(est: dict, cfg: PipelineConfig) -> tuple[dict, dict]:
 
 
 def _direct_le(ds, est: dict) -> tuple[dict, dict]:
-    """Direct (step-level) α̂, β̂ from the trainer's le_* records, if present."""
-    names = [v for v in ds.data_vars if str(v).startswith("le_")]
-    if not names:
-        return {}, {"available": False}
-    from lesde.estimate import direct as direct_mod
+    """Direct (step-level) α̂, β̂ from the store's ``le_alpha``/``le_beta`` (MATH.md §4).
 
-    res = direct_mod.direct_from_record(ds) if hasattr(direct_mod, "direct_from_record") else None
-    if res is None:
-        return {}, {"available": False, "reason": "no record adapter"}
-    steps, alpha_d, beta_d = res  # (M,), (R, M), (R, M)
+    The sign check compares, over the measured steps, the trial-mean direct α̂ with the
+    L-model inversion α̂(t) interpolated at the same steps.
+    """
+    if ds is None or "le_alpha" not in ds or ds.sizes.get("le_step", 0) == 0:
+        return {}, {"available": False}
+    steps = np.asarray(ds["le_step"].values, dtype=float)  # (M,)
+    alpha_d = np.asarray(ds["le_alpha"].values, dtype=float)  # (R, M)
+    beta_d = np.asarray(ds["le_beta"].values, dtype=float)  # (R, M)
     out = {"le_steps": steps, "le_alpha": alpha_d, "le_beta": beta_d}
-    a_mean = np.nanmean(alpha_d, axis=0)
-    b_mean = np.nanmean(beta_d, axis=0)
+    a_mean = float(np.nanmean(alpha_d))
+    b_mean = float(np.nanmean(beta_d))
     inv_a = np.interp(steps, est["ts"], _fill_nan(est["alpha_L"]))
     inv_b = np.interp(steps, est["ts"], _fill_nan(est["beta_L"]))
     return out, {
         "available": True,
-        "alpha_direct_mean": float(np.nanmean(a_mean)),
-        "beta_direct_mean": float(np.nanmean(b_mean)),
+        "n_steps": int(steps.size),
+        "alpha_direct_mean": a_mean,
+        "beta_direct_mean": b_mean,
         "alpha_inverted_mean": float(np.mean(inv_a)),
         "beta_inverted_mean": float(np.mean(inv_b)),
-        "alpha_sign_agrees": bool(np.sign(np.nanmean(a_mean)) == np.sign(np.mean(inv_a))),
-        "beta_sign_agrees": bool(np.sign(np.nanmean(b_mean)) == np.sign(np.mean(inv_b))),
+        "alpha_sign_agrees": bool(np.sign(a_mean) == np.sign(np.mean(inv_a))),
+        "beta_sign_agrees": bool(np.sign(b_mean) == np.sign(np.mean(inv_b))),
     }
 
 
@@ -694,6 +695,9 @@ def run_pipeline(
     else:
         t = time.perf_counter()
         est, numbers = _stage_estimate(record(), cfg)
+        names = ds.attrs.get("class_names") if ds is not None else None
+        if names is not None and len(names) == est["xbar"].shape[1]:
+            summary["class_names"] = [str(n) for n in names]
         save_npz_atomic(run_dir / "estimates.npz", **est)
         summary["estimate"] = numbers
         _mark(run_dir, summary, "estimate", ["estimates.npz"], time.perf_counter() - t)
@@ -718,4 +722,166 @@ def run_pipeline(
 
     summary["key"] = key_numbers(summary)
     write_json_atomic(run_dir / SUMMARY, summary)
+    return summary
+
+
+# ---------------------------------------------------------------- training specs
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """What to train for one run: data, ensemble size, steps, recording.
+
+    Attributes:
+        data: dataset name for `lesde.data.load` ("geomnist", "digits", "cifar10").
+        data_options: keyword options of the loader (counts per class, classes, root).
+        n_trials: independent networks (paper: 100).
+        n_steps: SGD steps per trial, batch size 1 (paper: 10⁵ on GeoMNIST).
+        n_checkpoints: probe/validation checkpoints, linearly spaced including 0.
+        probe_per_class: probe samples per class from the training set (and as many
+            from the validation set).
+        lr: SGD learning rate (paper: 0.005).
+        p_err: label-corruption ratio of the training labels (MATH.md §7).
+        n_le_steps: steps at which the direct local elasticity is measured (log-spaced).
+        seed: root seed.
+    """
+
+    data: str
+    data_options: dict = dataclasses.field(default_factory=dict)
+    n_trials: int = 32
+    n_steps: int = 4000
+    n_checkpoints: int = 41
+    probe_per_class: int = 20
+    lr: float = 0.005
+    p_err: float = 0.0
+    n_le_steps: int = 8
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("n_trials", "n_steps", "n_checkpoints", "probe_per_class"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"`{name}` must be a positive int, got {v!r}")
+        if not 0.0 <= self.p_err <= 1.0:
+            raise ValueError(f"`p_err` must be in [0, 1], got {self.p_err!r}")
+
+
+def make_train_fn(spec: TrainSpec) -> Callable[[Path], None]:
+    """A ``train(train_dir)`` callable that trains (or resumes) ``spec`` with `lesde.train`."""
+
+    def train(train_dir: Path) -> None:
+        from lesde import train as trainer
+
+        trainer.run_spec(spec, Path(train_dir))  # placeholder until the trainer's API lands
+
+    return train
+
+
+def run_single(
+    out: Path,
+    *,
+    experiment: str,
+    config: Any,
+    spec: TrainSpec | None,
+    cfg: PipelineConfig,
+    train: Callable[[Path], None] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """One training run end to end: pipeline, then every figure, then ``report.html``.
+
+    Args:
+        out: the run directory.
+        experiment: name stored in the summary.
+        config: the experiment's config (stored).
+        spec: what to train (ignored when ``train`` is given).
+        cfg: options of the later stages.
+        train: a custom ``train(train_dir)`` (e.g. `synthetic_record`); default from ``spec``.
+        log: progress messages.
+
+    Returns:
+        The summary.
+    """
+    from lesde.figures import draw_figures
+    from lesde.report import write_report
+
+    if train is None:
+        if spec is None:
+            raise ValueError("`spec` or `train` must be given")
+        train = make_train_fn(spec)
+    run_pipeline(out, experiment=experiment, config=config, train=train, cfg=cfg, log=log)
+    t = time.perf_counter()
+    draw_figures(out)
+    path = write_report(out)
+    log(f"figures and report: {time.perf_counter() - t:.1f} s -> {path}")
+    return load_summary(out)
+
+
+def crossing(x: Any, y: Any, level: float) -> float | None:
+    """First x where y crosses ``level`` (linear interpolation), None if it never does."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float) - level
+    for i in range(len(x) - 1):
+        if np.isfinite(y[i]) and np.isfinite(y[i + 1]) and y[i] * y[i + 1] <= 0 and y[i] != 0:
+            return float(x[i] - y[i] * (x[i + 1] - x[i]) / (y[i + 1] - y[i]))
+    return None
+
+
+def run_points(
+    out: Path,
+    *,
+    experiment: str,
+    config: Any,
+    parameter: str,
+    points: list[tuple[float, TrainSpec]],
+    cfg: PipelineConfig,
+    n_classes: int = 3,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Several training runs that differ in one parameter (p_err, n per class).
+
+    Each point is a complete run directory ``out/points/<parameter>=<value>``; the
+    parent's ``summary.json`` lists them, and is rewritten after every point, so an
+    interrupted sweep resumes at the first incomplete point.
+
+    Returns:
+        The parent summary, with ``key`` holding where validation accuracy falls below
+        the midpoint between 1 and chance (1/K) and where r̂_γ (L-model) crosses 1.
+    """
+    from lesde.figures import draw_figures
+    from lesde.report import write_report
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = load_summary(out)
+    summary.update(
+        experiment=experiment,
+        config=_jsonable(config),
+        pipeline=_jsonable(cfg),
+        parameter=parameter,
+        n_classes=n_classes,
+        tail_model="L",
+    )
+    summary["points"] = [
+        {"value": float(v), "dir": f"points/{parameter}={v:.4g}"} for v, _ in points
+    ]
+    write_json_atomic(out / SUMMARY, summary)
+    for (value, spec), p in zip(points, summary["points"], strict=True):
+        log(f"--- {parameter} = {value:.4g}")
+        run_pipeline(
+            out / p["dir"], experiment=f"{experiment}[{parameter}={value:.4g}]", config=spec,
+            train=make_train_fn(spec), cfg=cfg, log=log,
+        )  # fmt: skip
+    rows = [(float(p["value"]), load_summary(out / p["dir"])) for p in summary["points"]]
+    xs = [v for v, _ in rows]
+    acc = [s["analyse"]["val_acc_final"] for _, s in rows]
+    r_g = [s["estimate"]["L"]["r_gamma"] for _, s in rows]
+    summary["key"] = {
+        "val_acc_by_point": dict(zip([f"{v:.4g}" for v in xs], acc, strict=True)),
+        "r_gamma_L_by_point": dict(zip([f"{v:.4g}" for v in xs], r_g, strict=True)),
+        "val_acc_transition": crossing(xs, acc, 0.5 * (1 + 1 / n_classes)),
+        "r_gamma_L_crosses_1_at": crossing(xs, r_g, 1.0),
+    }
+    write_json_atomic(out / SUMMARY, summary)
+    draw_figures(out)
+    write_report(out)
     return summary

@@ -101,8 +101,9 @@ def plot_tail_indices(
     ax.plot(x, r_beta, "s-", color="tab:red", label="r̂_β")
     ax.plot(x, r_gamma, "^-", color="k", label="r̂_γ")
     ax.axhline(1.0, color="k", lw=1)
+    # noisy short runs can give wild indices; keep the r = 1 line readable
     lo, hi = ax.get_ylim()
-    lo, hi = min(lo, 0.0), max(hi, 1.5)
+    lo, hi = max(min(lo, 0.0), -1.0), min(max(hi, 1.5), 3.0)
     ax.axhspan(lo, 1.0, color="tab:green", alpha=0.08, label="separable (r < 1)")
     ax.axhspan(1.0, hi, color="tab:red", alpha=0.08, label="not separable (r > 1)")
     ax.set_ylim(lo, hi)
