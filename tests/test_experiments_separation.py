@@ -102,3 +102,19 @@ def test_default_config_shows_the_transition(tmp_path):
     xb = np.array(table["b"]["x"])
     fb = np.array(table["b"]["curves"][-1]["fraction"])
     assert np.all(fb[xb <= 0.95] >= 0.95) and np.all(fb[xb >= 1.05] <= 0.05)
+
+
+def test_plot_functions_return_axes(quick_run):
+    import matplotlib.pyplot as plt
+    from matplotlib.axes import Axes
+
+    from lesde.plots.separation import plot_collapse, plot_separation
+
+    _, table = quick_run
+    fig, ax = plt.subplots()
+    assert plot_separation(table["a"], ax=ax) is ax
+    # one line per horizon plus the threshold and the crossover markers
+    assert len(ax.lines) >= len(table["a"]["curves"]) + 1
+    ax2 = plot_collapse([0.0, 1.0, 10.0], {"x": [1.0, 0.1, 0.01]})
+    assert isinstance(ax2, Axes) and len(ax2.lines) == 1
+    plt.close("all")

@@ -16,6 +16,11 @@ from matplotlib.axes import Axes  # noqa: E402
 __all__ = ["plot_separation", "plot_collapse", "separation_figure", "collapse_figure"]
 
 
+def _fmt_horizon(T: float) -> str:
+    k = np.log10(T)
+    return f"$10^{{{k:.0f}}}$" if T > 0 and abs(k - round(k)) < 1e-9 else f"{T:g}"
+
+
 def plot_separation(
     part: Mapping[str, Any],
     *,
@@ -45,7 +50,7 @@ def plot_separation(
         color = f"C{i}"
         ax.fill_between(x, curve["lo"], curve["hi"], color=color, alpha=0.25, lw=0)
         ax.plot(x, curve["fraction"], "o-", color=color, ms=4,
-                label=f"T = {curve['horizon']:.0e}")  # fmt: skip
+                label=f"T = {_fmt_horizon(curve['horizon'])}")  # fmt: skip
         if "finite_time_crossover" in curve:
             ax.axvline(curve["finite_time_crossover"], color=color, ls=":", lw=1)
     thr = part["threshold"]
