@@ -233,3 +233,16 @@ def test_particle_sum_by_halving(n):
 
     Z = np.random.default_rng(n).normal(size=(2, 3, 4, n, 3))
     np.testing.assert_allclose(_sum_particles(Z), Z.sum(axis=3), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["split", "particles"])
+def test_propagator_blocks_do_not_change_the_result(method, monkeypatch):
+    import lesde.simulate.sde as sde
+
+    kw = dict(n_per_class=3, sigma=0.2, n_paths=2, x0=X0, seed=5, method=method)
+    ts = np.linspace(0, 2, 41)
+    ref = lesde.simulate_sde(_model(), ts, **kw)
+    monkeypatch.setattr(sde, "_PROP_BLOCK_BYTES", 3 * 81 * 8)  # blocks of 3 steps
+    small = lesde.simulate_sde(_model(), ts, **kw)
+    np.testing.assert_array_equal(ref.means, small.means)
+    np.testing.assert_array_equal(ref.particles, small.particles)

@@ -50,6 +50,8 @@ DEFAULT_SAVE_BYTES = 512 * 2**20
 # Gaussian buffer of the per-particle scheme: big enough to amortise per-call overhead,
 # small enough to stay in the last-level cache region of a laptop-class CPU.
 _CHUNK_BYTES = 16 * 2**20
+# Propagators I + dt M(t_j) are evaluated in blocks of at most this many bytes.
+_PROP_BLOCK_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -297,8 +299,7 @@ def simulate_sde(
     src = NormalSource(seed, dtype)
     dts = np.diff(t)  # (T-1,)
     # Propagators P_j = I + dt_j M(t_j), transposed for row-vector paths: (T-1, Kp, Kp)
-    Ms = model.drift(t[:-1]) if T > 1 else np.zeros((0, K * p, K * p))
-    PT = (np.eye(K * p) + dts[:, None, None] * Ms).transpose(0, 2, 1).astype(dtype)
+    PT = _Propagators(model, t, dtype)
     ST = S.T.astype(dtype)  # noise row-vectors times Σ^{1/2}ᵀ
 
     X0 = initial_particles(src, x0, n_paths, n, spread)  # (n_paths, K, n, p)
@@ -330,6 +331,31 @@ def _match_times(save_ts: Any, t: np.ndarray) -> np.ndarray:
     if np.any(np.diff(idx) <= 0):
         raise ValueError("`save_ts` must be strictly increasing")
     return idx
+
+
+class _Propagators:
+    """P_jᵀ = (I + dt_j M(t_j))ᵀ by index j, evaluated vectorised in blocks of steps.
+
+    Blocks hold <= 64 MiB, so memory stays bounded for large K·p and long grids while
+    M(t) is still computed with one vectorised `LEModel.drift` call per block.
+    """
+
+    def __init__(self, model: LEModel, t: np.ndarray, dtype: str) -> None:
+        self.model, self.t, self.dtype = model, t, dtype
+        d = model.n_classes * model.n_features
+        self.block = max(1, _PROP_BLOCK_BYTES // (d * d * 8))
+        self.lo = self.hi = 0
+        self.data = None
+
+    def __getitem__(self, j: int) -> np.ndarray:
+        if not self.lo <= j < self.hi:
+            self.lo, self.hi = j, min(j + self.block, self.t.size - 1)
+            ts = self.t[self.lo : self.hi]
+            dts = self.t[self.lo + 1 : self.hi + 1] - ts
+            Ms = self.model.drift(ts)  # (block, Kp, Kp), M(t_j)
+            eye = np.eye(Ms.shape[-1])
+            self.data = (eye + dts[:, None, None] * Ms).transpose(0, 2, 1).astype(self.dtype)
+        return self.data[j - self.lo]
 
 
 def _mean_recursion(PT, ST, noise, means, j0):
