@@ -80,7 +80,7 @@ class Config:
             (σ√(1+t)) at s = 1, between "overlapping" and "apart" for n = 100.
         sigma_b: σ (the scale cancels with radius_b; kept for clarity).
     Both:
-        n_runs: independent LE-SDE runs per grid point (Wilson 95% bands ±≤0.1 at 100).
+        n_runs: independent LE-SDE runs per grid point (200: Wilson 95% half-width ≤ 0.07).
         n_per_class: n particles per class.
         init_spread: std of the initial particles around their class centre.
         seed: root seed; grid point i uses SeedSequence(seed).spawn(...)[i].
