@@ -56,6 +56,6 @@ def main(args: argparse.Namespace) -> int:
         if args.quick:
             ccfg = collapse.Config(seed=args.seed, n_paths=10, n_steps=1000, n_per_class=30)
         res = collapse.run(ccfg, out)
-        print(collapse._summary(res))
+        print(collapse.summary(res))
         print(f"wrote {out / 'collapse.json'} and {out / 'collapse.png'}")
     return 0

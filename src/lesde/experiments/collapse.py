@@ -27,7 +27,7 @@ from lesde.closed_form import closed_form
 from lesde.model import LEModel
 from lesde.simulate.sde import simulate_sde
 
-__all__ = ["Config", "run", "make_model"]
+__all__ = ["Config", "run", "make_model", "summary"]
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,8 @@ def run(cfg: Config, out: str | os.PathLike | None = None, *, plot: bool = True)
     return result
 
 
-def _summary(result: dict[str, Any]) -> str:
+def summary(result: dict[str, Any]) -> str:
+    """One line: ETF deviation early -> final (LE-ODE, LE-SDE) and NC1 early -> final."""
     curves = list(result["curves"].values())
     first = next(v for t, v in zip(result["ts"], curves[0], strict=True) if t > 0)
     return (
