@@ -1,0 +1,157 @@
+"""The experiment pipeline end to end: stages, resume, and the numbers it reports.
+
+Most tests run on records of the LE particle process (`synthetic_record`), whose true
+rates are known; the real tiny GeoMNIST run checks that the trainer's store feeds the
+same chain.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from lesde.experiments import pipeline as pl
+
+# the synthetic record's default true rates (see `synthetic_record`)
+ALPHA = lambda t: 0.03 * (1 + t / 50) ** -0.5  # noqa: E731
+BETA = lambda t: -0.005 * (1 + t / 50) ** -0.5  # noqa: E731
+
+
+def _train(n_steps=1500, seed=0):
+    def train(d):
+        pl.synthetic_record(d, n_trials=8, n_steps=n_steps, n_checkpoints=16, seed=seed)
+
+    return train
+
+
+CFG = pl.PipelineConfig(n_paths=50, n_boot=20)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("run")
+    summary = pl.run_pipeline(d, experiment="synthetic", config={}, train=_train(), cfg=CFG,
+                              log=lambda m: None)  # fmt: skip
+    return d, summary
+
+
+def test_stages_write_their_outputs(run):
+    d, summary = run
+    assert set(summary["stages"]) == set(pl.STAGES)
+    assert all(summary["stages"][s]["done"] for s in pl.STAGES)
+    for f in ("estimates.npz", "simulate.npz", "analysis.npz"):
+        assert (d / f).exists()
+    on_disk = json.loads((d / "summary.json").read_text())
+    assert on_disk["key"] == pytest.approx(summary["key"], nan_ok=True)
+    for k in ("val_acc_final", "r_alpha_L", "r_gamma_I", "rd_late_I", "rd_late_L", "separable"):
+        assert k in summary["key"]
+
+
+def test_estimated_rates_match_the_truth(run):
+    """α̂(t) from the L-model inversion tracks the true α(t) of the particle process.
+
+    Tolerance: 8 trials × ~1500 steps give ~400 logits per class per 10-step bin, and the
+    Savitzky–Golay derivative over ~15 bins leaves ~20-30% noise on α̂ late in training;
+    40% leaves room for that and is still far from a wrong sign or scale.
+    """
+    d, _ = run
+    est = pl.load_npz(d / "estimates.npz")
+    ts = est["ts"]
+    late = (ts > 0.5 * ts[-1]) & np.isfinite(est["alpha_L"])
+    a_hat = est["alpha_L"][late].mean()
+    a_true = ALPHA(ts[late]).mean()
+    assert a_hat == pytest.approx(a_true, rel=0.4)
+    # γ = α − β > 0: the L-inversion sees the intra-class rate above the inter-class one
+    assert (est["alpha_L"][late] - est["beta_L"][late]).mean() > 0
+
+
+def test_l_model_imitates_l_dynamics_better(run):
+    """The record is an L-model process: the L-model's RD must be below the I-model's."""
+    _, summary = run
+    rd = summary["simulate"]["rd_late"]
+    assert rd["L"] < rd["I"]
+    assert rd["L"] < 0.3  # the simulated class means stay close to the genuine ones
+
+
+def test_analysis_numbers(run):
+    d, summary = run
+    ana = summary["analyse"]
+    # the particle clouds separate (γ > 0 with r_γ = 0.5 < 1): every trial separable
+    assert ana["separable_fraction_final"] == 1.0
+    assert ana["separable_fraction_initial"] < 1.0
+    a = pl.load_npz(d / "analysis.npz")
+    assert a["etf_trials"].shape == (8, 16)
+    assert a["E"].shape[1:] == (3, 3)
+    off = ~np.eye(3, dtype=bool)
+    # full Ê(t): the diagonal (intra-class) exceeds the off-diagonal late in training
+    assert np.nanmean(np.diagonal(a["E"][-3:], axis1=1, axis2=2)) > np.nanmean(a["E"][-3:][:, off])
+
+
+def test_resume_skips_finished_stages(run, tmp_path):
+    d, summary = run
+
+    def must_not_train(_):
+        raise AssertionError("train must be skipped on resume")
+
+    again = pl.run_pipeline(d, experiment="synthetic", config={}, train=must_not_train,
+                            cfg=CFG, log=lambda m: None)  # fmt: skip
+    assert again["stages"]["estimate"]["finished"] == summary["stages"]["estimate"]["finished"]
+    assert again["key"] == pytest.approx(summary["key"], nan_ok=True)
+
+
+def test_interrupted_run_resumes_at_the_failed_stage(tmp_path, monkeypatch):
+    calls = []
+    real = pl._stage_analyse
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt  # a kill in the middle of the analysis
+
+    monkeypatch.setattr(pl, "_stage_analyse", boom)
+    with pytest.raises(KeyboardInterrupt):
+        pl.run_pipeline(tmp_path, experiment="s", config={}, train=_train(400), cfg=CFG,
+                        log=calls.append)  # fmt: skip
+    s = pl.load_summary(tmp_path)
+    assert s["stages"]["simulate"]["done"] and "analyse" not in s["stages"]
+    assert not (tmp_path / "analysis.npz").exists()
+    assert not list(tmp_path.glob(".*tmp")) and not list(tmp_path.glob(".analysis*"))
+    monkeypatch.setattr(pl, "_stage_analyse", real)
+    calls.clear()
+    s = pl.run_pipeline(tmp_path, experiment="s", config={}, train=_train(400), cfg=CFG,
+                        log=calls.append)  # fmt: skip
+    assert s["stages"]["analyse"]["done"]
+    assert calls[:3] == ["train: done (skipped)", *calls[1:3]]
+    assert not any(c.startswith(("estimate", "simulate")) for c in calls)
+
+
+def test_class_means_from_samples_by_hand():
+    # 2 trials, 4 steps, K = 2; bins of 2 steps
+    logits = np.array(
+        [[[1.0, 0], [3, 0], [0, 5], [0, 7]], [[5.0, 0], [0, 1], [1, 1], [0, 3]]]
+    )  # (R=2, S=4, K=2)
+    labels = np.array([[0, 0, 1, 1], [0, 1, 0, 1]])
+    ts, xbar = pl.class_means_from_samples(logits, labels, np.arange(1, 5), 2, bin_width=2)
+    assert ts.tolist() == [1.5, 3.5]
+    # bin 0, class 0: (1,0), (3,0), (5,0) -> (3, 0); class 1: (0, 1)
+    np.testing.assert_allclose(xbar[0], [[3, 0], [0, 1]])
+    # bin 1, class 0: (1, 1); class 1: (0,5), (0,7), (0,3) -> (0, 5)
+    np.testing.assert_allclose(xbar[1], [[1, 1], [0, 5]])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"xbar_source": "labels"}, "xbar_source"),
+        ({"bin_width": 0}, "bin_width"),
+        ({"late_fraction": 0.0}, "late_fraction"),
+    ],
+)
+def test_pipeline_config_validates(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        pl.PipelineConfig(**kwargs)
+
+
+def test_crossing():
+    assert pl.crossing([0, 1, 2], [0.0, 0.5, 2.0], 1.0) == pytest.approx(1 + 0.5 / 1.5)
+    assert pl.crossing([0, 1], [0.0, 0.5], 1.0) is None
