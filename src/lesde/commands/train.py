@@ -1,0 +1,200 @@
+"""`lesde train`: train an ensemble of CNNs by batch-size-1 SGD and record its dynamics.
+
+Example::
+
+    lesde train --data geomnist --trials 100 --steps 10000 --seed 0 --out runs/geo
+    lesde train --resume runs/geo          # after a kill: continues from the last chunk
+
+The run directory is a `lesde.store` run; open it with ``lesde.open_run(path)``.
+``--data`` takes a dataset name of `lesde.data.load` or a ``.npz`` file with
+``x_train, y_train, x_val, y_val, class_names``. Exit status: 0 done, 2 bad options,
+3 diverged (non-finite loss; data so far kept, run marked diverged).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default="geomnist", help="dataset name or .npz file")
+    parser.add_argument("--trials", type=int, default=100, help="independent networks")
+    parser.add_argument("--steps", type=int, default=10_000, help="SGD steps per trial")
+    parser.add_argument("--seed", type=int, default=0, help="root seed (data, init, samples)")
+    parser.add_argument("--out", default=None, help="run directory to create")
+    parser.add_argument(
+        "--resume",
+        default=None,
+        metavar="RUN",
+        help="continue the unfinished run RUN (its saved options are used)",
+    )
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--lr", type=float, default=0.005, help="SGD step size (paper: 0.005)")
+    parser.add_argument("--batch-size", type=int, default=1, help="samples per step (paper: 1)")
+    parser.add_argument(
+        "--sampling",
+        choices=("balanced", "uniform", "stratified"),
+        default="balanced",
+        help="how samples are drawn (see TrainConfig)",
+    )
+    parser.add_argument("--checkpoints", type=int, default=50, help="probe evaluations")
+    parser.add_argument("--schedule", choices=("log", "linear"), default="log")
+    parser.add_argument("--p-err", type=float, default=0.0, help="label corruption fraction")
+    parser.add_argument(
+        "--n-per-class",
+        type=int,
+        default=None,
+        help="training samples per class (loader default if omitted)",
+    )
+    parser.add_argument(
+        "--n-val-per-class",
+        type=int,
+        default=None,
+        help="validation samples per class (loader default if omitted)",
+    )
+    parser.add_argument(
+        "--probe-per-class", type=int, default=16, help="probes per class from train and from val"
+    )
+    parser.add_argument(
+        "--n-val",
+        type=int,
+        default=None,
+        help="validation samples used for val_loss/val_acc (default: all)",
+    )
+    parser.add_argument(
+        "--le-steps",
+        type=int,
+        nargs="*",
+        default=None,
+        metavar="M",
+        help="steps of the direct local-elasticity measurement (default: --n-le-steps log-spaced)",
+    )
+    parser.add_argument(
+        "--n-le-steps",
+        type=int,
+        default=8,
+        help="log-spaced direct-LE steps when --le-steps is not given",
+    )
+    parser.add_argument("--le-model", choices=("I", "L"), default="I", help="H of direct LE")
+    parser.add_argument(
+        "--record-features",
+        action="store_true",
+        help="also record the probes' penultimate features",
+    )
+    parser.add_argument(
+        "--chunk-steps", type=int, default=500, help="steps per written chunk (resume granularity)"
+    )
+    parser.add_argument("--cifar-root", default=None, help="directory of the CIFAR-10 files")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def main(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from lesde.store import read_json, run_status
+    from lesde.train import TrainConfig, TrainingDiverged, run_training
+    from lesde.train.recorder import log_steps
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.resume is not None:
+        out = Path(args.resume)
+        status = run_status(out)
+        if status != "running":
+            print(
+                f"lesde train: --resume {out}: run is {status}, nothing to resume", file=sys.stderr
+            )
+            return 2 if status == "missing" else 0
+        saved = read_json(out / "config.json")["train"]
+        total, done = saved["n_trials"] * saved["n_steps"], read_json(out / "meta.json")
+        initial = saved["n_trials"] * int(done.get("steps_done", 0))
+        n_trials = saved["n_trials"]
+        cfg = None
+        data, options = None, None
+    else:
+        if args.out is None:
+            print("lesde train: --out is required (or --resume RUN)", file=sys.stderr)
+            return 2
+        out = Path(args.out)
+        le = (
+            tuple(args.le_steps)
+            if args.le_steps is not None
+            else log_steps(args.steps, args.n_le_steps)
+        )
+        try:
+            cfg = TrainConfig(
+                n_trials=args.trials,
+                n_steps=args.steps,
+                lr=args.lr,
+                batch_size=args.batch_size,
+                sampling=args.sampling,
+                seed=args.seed,
+                dtype=args.dtype,
+                device=args.device,
+                n_checkpoints=args.checkpoints,
+                schedule=args.schedule,
+                probe_per_class=args.probe_per_class,
+                record_features=args.record_features,
+                le_steps=le if args.batch_size == 1 else (),
+                le_model=args.le_model,
+                p_err=args.p_err,
+                n_val=args.n_val,
+                chunk_steps=args.chunk_steps,
+            )
+        except (TypeError, ValueError) as err:
+            print(f"lesde train: {err}", file=sys.stderr)
+            return 2
+        if run_status(out) != "missing":
+            print(
+                f"lesde train: --out {out} already holds a run; use --resume {out}", file=sys.stderr
+            )
+            return 2
+        data = args.data
+        options: dict = {"seed": args.seed}
+        if args.n_per_class is not None:
+            options["n_train"] = args.n_per_class
+        if args.n_val_per_class is not None:
+            options["n_val"] = args.n_val_per_class
+        if args.cifar_root is not None:
+            options["root"] = args.cifar_root
+        if data.endswith(".npz"):
+            options = {}
+        total, initial, n_trials = args.trials * args.steps, 0, args.trials
+
+    bar = tqdm(
+        total=total,
+        initial=initial,
+        unit="trial-step",
+        unit_scale=True,
+        disable=args.no_progress,
+        smoothing=0.05,
+        desc="train",
+    )
+    try:
+        ds = run_training(
+            out,
+            cfg,
+            data=data or "geomnist",
+            data_options=options,
+            progress=lambda n: bar.update(n * n_trials),
+        )
+    except TrainingDiverged as err:
+        bar.close()
+        print(f"lesde train: diverged: {err} (run {out} marked diverged)", file=sys.stderr)
+        return 3
+    except (TypeError, ValueError, FileNotFoundError) as err:
+        bar.close()
+        print(f"lesde train: {err}", file=sys.stderr)
+        return 2
+    bar.close()
+    acc = ds["val_acc"].values[:, -1]
+    print(
+        f"wrote {out}: {ds.sizes['trial']} trials × {ds.sizes['step']} steps, "
+        f"final val_acc {acc.mean():.3f} ± {acc.std():.3f}"
+    )
+    return 0

@@ -1,0 +1,347 @@
+"""Run store: one training run on disk, written incrementally, resumable, opened by xarray.
+
+A run directory holds
+
+- ``config.json``: the trainer's configuration (and the data options of the CLI);
+- ``meta.json``: ``status`` (``"running"``, ``"complete"`` or ``"diverged"``),
+  ``steps_done``, package versions, seed, device, git revision, timings and, for a
+  diverged run, ``diverged`` = {step, trial, message};
+- ``record.zarr``: a zarr (v3) group of arrays with named dimensions (below);
+- ``state/``: the trainer state at the last complete chunk (``params.pt``, read with
+  ``torch.load(weights_only=True)``, and ``state.json`` with its step). It is what
+  ``--resume`` continues from and is deleted when the run completes.
+
+Every file is written atomically (temporary file + ``os.replace``; zarr's local store
+does the same per chunk). The order of writes makes a kill at any moment safe: a chunk
+of steps is written, then the state of its last step, then ``meta.json``; resuming
+rewrites everything after the saved step with bitwise-identical values. ``status``
+becomes ``"complete"`` only after the last array write, so a run never looks complete
+when it is not. `open_run` refuses an incomplete run unless ``allow_incomplete=True``
+(then it warns); it opens a diverged run with a warning (its data stop at the
+divergence; later entries hold the fill values, NaN for floats and -1 for integers).
+
+Variables (R trials, S steps, B samples per step, C checkpoints, P probes, K logits,
+F penultimate features, M direct-LE steps). ``sample_*`` have a ``batch`` dimension
+after ``step`` only when the batch size B > 1.
+
+=====================  ===============================  =============================
+name                   dims                             meaning
+=====================  ===============================  =============================
+sample_logits          (trial, step, logit)             logits of the trained sample,
+                                                        before the update of that step
+sample_loss            (trial, step)                    its cross-entropy loss
+sample_label           (trial, step)                    its training label (after label
+                                                        corruption), int16
+sample_clean_label     (trial, step)                    its original label, int16
+sample_index           (trial, step)                    its index in the training set,
+                                                        int32
+probe_logits           (trial, checkpoint, probe,       logits of the fixed probe set
+                       logit)                           after ``checkpoint_step`` updates
+probe_features         (trial, checkpoint, probe,       penultimate features (only if
+                       feature)                         recorded)
+val_loss, val_acc      (trial, checkpoint)              mean loss / accuracy on the
+                                                        validation set
+probe_label            (probe)                          class of each probe (training
+                                                        label for train probes)
+probe_clean_label      (probe)                          original label
+probe_split            (probe)                          "train" or "val"
+probe_index            (probe)                          index within its split
+le_probe_before/after  (trial, le_step, probe, logit)   probe logits just before / after
+                                                        the update of step ``le_step``
+le_E                   (trial, le_step, class_k,        Ê_{k,L}(m) (MATH.md §4, direct);
+                       class_l)
+                                                        only column L (the trained
+                                                        class) is finite
+le_alpha, le_beta      (trial, le_step)                 α̂(m) = Ê_LL, β̂(m) = mean_{k≠L} Ê_kL
+le_class               (trial, le_step)                 L, the class trained at that step
+=====================  ===============================  =============================
+
+Coordinates: ``step`` (1..S), ``checkpoint_step`` (checkpoint; 0 is before any
+training), ``le_step`` (le_step), ``trial``, ``probe``, ``class``. Attributes: the
+configuration (flattened, JSON-able), ``status`` and ``class_names``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "open_run",
+    "RunWriter",
+    "read_json",
+    "write_json_atomic",
+    "run_status",
+    "RECORD",
+    "IncompleteRunError",
+]
+
+RECORD = "record.zarr"
+CONFIG = "config.json"
+META = "meta.json"
+STATE_DIR = "state"
+
+
+class IncompleteRunError(RuntimeError):
+    """Raised by `open_run` on a run that has not finished (see ``allow_incomplete``)."""
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON to ``path`` through a temporary file and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """Read a JSON file written by `write_json_atomic`."""
+    return json.loads(Path(path).read_text())
+
+
+def run_status(path: str | os.PathLike) -> str:
+    """``"running"``, ``"complete"``, ``"diverged"`` or ``"missing"`` for a run directory."""
+    meta = Path(path) / META
+    if not meta.exists():
+        return "missing"
+    return str(read_json(meta).get("status", "running"))
+
+
+class RunWriter:
+    """Creates or reopens a run directory and writes its arrays region by region.
+
+    Args:
+        path: the run directory.
+        variables: {name: (dims, shape, numpy dtype, chunks)} of every array to create
+            (ignored when reopening).
+        coords: {name: (dims, values)} written once at creation.
+        config: JSON-able configuration, saved as ``config.json``.
+        meta: JSON-able facts for ``meta.json`` (versions, seed, device, ...).
+        attrs: JSON-able attributes of the zarr group (xarray's ``Dataset.attrs``).
+        resume: reopen an existing, unfinished run instead of creating a new one.
+
+    Raises:
+        FileExistsError: creating into a non-empty directory.
+        FileNotFoundError / ValueError: resuming something that is not an unfinished run,
+            or with a different configuration.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        variables: Mapping[str, tuple[tuple[str, ...], tuple[int, ...], Any, tuple[int, ...]]]
+        | None = None,
+        coords: Mapping[str, tuple[tuple[str, ...], np.ndarray]] | None = None,
+        config: Mapping[str, Any] | None = None,
+        meta: Mapping[str, Any] | None = None,
+        attrs: Mapping[str, Any] | None = None,
+        resume: bool = False,
+    ) -> None:
+        import zarr
+
+        self.path = Path(path)
+        if resume:
+            status = run_status(self.path)
+            if status == "missing":
+                raise FileNotFoundError(f"`resume`: no run at {self.path} (no {META})")
+            if status != "running":
+                raise ValueError(f"`resume`: run {self.path} is already {status}")
+            if config is not None and read_json(self.path / CONFIG) != _jsonable(config):
+                raise ValueError(
+                    f"`resume`: the configuration differs from the one saved in "
+                    f"{self.path / CONFIG}"
+                )
+            self.group = zarr.open_group(self.path / RECORD, mode="r+")
+            self.meta = read_json(self.path / META)
+            return
+        if self.path.exists() and any(self.path.iterdir()):
+            raise FileExistsError(
+                f"`out` {self.path} exists and is not empty; choose a new directory or resume"
+            )
+        if variables is None or config is None:
+            raise ValueError("`variables` and `config` are required to create a run")
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.path / CONFIG, _jsonable(config))
+        group = zarr.open_group(self.path / RECORD, mode="w", zarr_format=3)
+        for name, (dims, values) in (coords or {}).items():
+            values = np.asarray(values)
+            if values.dtype.kind == "U":
+                values = values.astype(object)
+                arr = group.create_array(
+                    name, shape=values.shape, dtype=str, dimension_names=dims, fill_value=""
+                )
+            else:
+                arr = group.create_array(
+                    name,
+                    shape=values.shape,
+                    dtype=values.dtype,
+                    chunks=values.shape or None,
+                    dimension_names=dims,
+                    fill_value=0,
+                )
+            arr[...] = values
+        for name, (dims, shape, dtype, chunks) in variables.items():
+            dtype = np.dtype(dtype)
+            fill = np.nan if dtype.kind == "f" else -1
+            group.create_array(
+                name,
+                shape=shape,
+                dtype=dtype,
+                chunks=tuple(max(1, c) for c in chunks),
+                dimension_names=dims,
+                fill_value=fill,
+            )
+        group.attrs.update(_jsonable(dict(attrs or {})))
+        self.group = group
+        self.meta = {"status": "running", "steps_done": 0, **_jsonable(dict(meta or {}))}
+        write_json_atomic(self.path / META, self.meta)
+
+    # ------------------------------------------------------------------ arrays
+
+    def write(self, name: str, region: tuple[slice | int, ...], values: np.ndarray) -> None:
+        """Write ``values`` into ``name[region]`` (whole chunks, ideally)."""
+        self.group[name][region] = values
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def state_dir(self) -> Path:
+        return self.path / STATE_DIR
+
+    def save_state(
+        self, tensors: Mapping[str, Any], step: int, extra: Mapping | None = None
+    ) -> None:
+        """Atomically save the trainer state after ``step`` updates, then ``meta.json``."""
+        import torch
+
+        self.state_dir.mkdir(exist_ok=True)
+        target = self.state_dir / "params.pt"
+        fd, tmp = tempfile.mkstemp(dir=self.state_dir, prefix=".params.", suffix=".tmp")
+        os.close(fd)
+        # the step lives inside params.pt, so params and step are replaced together
+        torch.save(
+            {**{k: v.detach().cpu() for k, v in tensors.items()}, "__step__": torch.tensor(step)},
+            tmp,
+        )
+        os.replace(tmp, target)
+        write_json_atomic(self.state_dir / "state.json", {"step": int(step), **(extra or {})})
+        self.update_meta(steps_done=int(step))
+
+    def load_state(self) -> tuple[dict[str, Any], int]:
+        """The last saved state ({name: tensor}, step); ({}, 0) when none was saved."""
+        import torch
+
+        target = self.state_dir / "params.pt"
+        if not target.exists():
+            return {}, 0
+        tensors = torch.load(target, weights_only=True, map_location="cpu")
+        step = int(tensors.pop("__step__"))
+        return tensors, step
+
+    def update_meta(self, **fields: Any) -> None:
+        self.meta.update(_jsonable(fields))
+        write_json_atomic(self.path / META, self.meta)
+
+    def mark_complete(self, **fields: Any) -> None:
+        """Mark the run complete (last write of a run) and drop the resume state."""
+        self.update_meta(status="complete", **fields)
+        self._drop_state()
+
+    def mark_diverged(self, *, step: int, trial: int, message: str, **fields: Any) -> None:
+        """Mark the run diverged: final, data kept up to ``step``."""
+        self.update_meta(
+            status="diverged",
+            diverged={"step": int(step), "trial": int(trial), "message": message},
+            **fields,
+        )
+        self._drop_state()
+
+    def _drop_state(self) -> None:
+        for name in ("params.pt", "state.json"):
+            p = self.state_dir / name
+            if p.exists():
+                p.unlink()
+        if self.state_dir.exists() and not any(self.state_dir.iterdir()):
+            self.state_dir.rmdir()
+
+
+def open_run(path: str | os.PathLike, *, allow_incomplete: bool = False):
+    """Open a training run as an ``xarray.Dataset`` (lazy; ``.load()`` to read it all).
+
+    Args:
+        path: run directory written by `lesde.train.train_ensemble` / ``lesde train``.
+        allow_incomplete: open a run that is still running or was killed (warns); its
+            unwritten entries hold NaN / -1.
+
+    Returns:
+        Dataset with the variables and coordinates listed in this module's docstring;
+        ``attrs["status"]`` is the run's status.
+
+    Raises:
+        FileNotFoundError: ``path`` is not a run directory.
+        IncompleteRunError: the run has not completed and ``allow_incomplete`` is False.
+    """
+    import xarray as xr
+
+    path = Path(path)
+    status = run_status(path)
+    if status == "missing" or not (path / RECORD).exists():
+        raise FileNotFoundError(f"`path` {path} is not a lesde run (no {META} / {RECORD})")
+    meta = read_json(path / META)
+    if status == "running":
+        msg = (
+            f"run {path} is incomplete ({meta.get('steps_done', 0)} steps done); "
+            "resume it with `lesde train --resume`"
+        )
+        if not allow_incomplete:
+            raise IncompleteRunError(msg + ", or pass allow_incomplete=True to read it anyway")
+        warnings.warn(msg, stacklevel=2)
+    elif status == "diverged":
+        info = meta.get("diverged", {})
+        warnings.warn(
+            f"run {path} diverged at step {info.get('step')} (trial {info.get('trial')}); "
+            "its data stop there",
+            stacklevel=2,
+        )
+    ds = xr.open_dataset(path / RECORD, engine="zarr", chunks=None, consolidated=False)
+    coords = [c for c in ("checkpoint_step", "le_step", "step", "trial", "probe") if c in ds]
+    ds = ds.set_coords(coords)
+    ds.attrs["status"] = status
+    ds.attrs["steps_done"] = int(meta.get("steps_done", 0))
+    return ds
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
