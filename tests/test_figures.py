@@ -57,3 +57,12 @@ def test_direct_vs_inverted_drawn_when_recorded(run_dir, tmp_path):
 def test_not_a_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="summary.json"):
         draw_figures(tmp_path)
+
+
+def test_cli_figures(run_dir, capsys):
+    from lesde.cli import app
+
+    assert app(["figures", str(run_dir)]) == 0
+    printed = capsys.readouterr().out.split()
+    assert str(run_dir / "figures" / "rd.pdf") in printed
+    assert app(["figures", str(run_dir / "nope")]) == 1

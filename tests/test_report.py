@@ -74,3 +74,13 @@ def test_screenshot_renders(report, tmp_path):
     _chromium("--window-size=1200,1600", f"--screenshot={shot}", path.resolve().as_uri(),
               user_dir=tmp_path / "u")  # fmt: skip
     assert shot.exists() and shot.stat().st_size > 20_000  # a page with figures, not blank
+
+
+def test_cli_report(report, tmp_path):
+    from lesde.cli import app
+
+    d, _, _ = report
+    out = tmp_path / "r.html"
+    assert app(["report", str(d), "--out", str(out)]) == 0
+    assert out.read_text().count("data:image/png;base64,") >= 6
+    assert app(["report", str(tmp_path / "missing")]) == 1
