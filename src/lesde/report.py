@@ -60,6 +60,8 @@ _KEY_LABELS: dict[str, tuple[str, str]] = {
     "rd_late_I": ("RD late, I-model", "mean RD over the last quarter of training"),
     "rd_late_L": ("RD late, L-model", "mean RD over the last quarter of training"),
     "direct_alpha_sign_agrees": ("direct α̂ sign = inverted", "step-level vs L-inversion"),
+    "val_acc_transition": ("p_err where accuracy falls", "crosses (1 + 1/K)/2, interpolated"),
+    "r_gamma_L_crosses_1_at": ("p_err where r̂_γ crosses 1", "L-model, interpolated"),
 }
 
 

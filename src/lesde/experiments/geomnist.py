@@ -12,7 +12,7 @@ Scales (counts per class; steps per trial):
 scale      trials  steps    n train    n val   checkpoints
 =========  ======  =======  =========  ======  ===========
 tiny       4       300      20         20      7
-default    32      4000     300        100     41
+default    32      4000     300        100     31
 paper      100     100000   1000       200     201
 =========  ======  =======  =========  ======  ===========
 
@@ -36,7 +36,7 @@ __all__ = ["Config", "SCALES", "run", "spec_for"]
 # scale -> (n_trials, n_steps, n_train per class, n_val per class, n_checkpoints, bin width)
 SCALES: dict[str, tuple[int, int, int, int, int, int]] = {
     "tiny": (4, 300, 20, 20, 7, 10),
-    "default": (32, 4000, 300, 100, 41, 10),
+    "default": (32, 4000, 300, 100, 31, 10),
     "paper": (100, 100_000, 1000, 200, 201, 50),
 }
 

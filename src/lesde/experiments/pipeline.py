@@ -753,7 +753,7 @@ class TrainSpec:
             from the validation set).
         lr: SGD learning rate (paper: 0.005).
         p_err: label-corruption ratio of the training labels (MATH.md §7).
-        n_le_steps: steps at which the direct local elasticity is measured (log-spaced).
+        n_le_steps: steps at which the direct local elasticity is measured (`le_steps_for`).
         seed: root seed.
     """
 
@@ -765,7 +765,7 @@ class TrainSpec:
     probe_per_class: int = 20
     lr: float = 0.005
     p_err: float = 0.0
-    n_le_steps: int = 8
+    n_le_steps: int = 12
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -778,10 +778,15 @@ class TrainSpec:
 
 
 def le_steps_for(n_steps: int, n: int) -> tuple[int, ...]:
-    """``n`` log-spaced steps in [1, n_steps] for the direct local-elasticity measurement."""
+    """Steps for the direct local-elasticity measurement: ``n // 2`` log-spaced in the
+    first 10% of training (where the dynamics change fastest) and the rest evenly
+    spaced over the later 90% (where the sign comparison with the inversion is made)."""
     if n <= 0:
         return ()
-    return tuple(sorted({int(round(v)) for v in np.geomspace(1, n_steps, n)}))
+    early = np.geomspace(1, max(1, n_steps // 10), n // 2) if n // 2 else np.array([])
+    late = np.linspace(n_steps / 10, n_steps, n - n // 2 + 1)[1:]
+    steps = np.concatenate([early, late]).round().astype(int).clip(1, n_steps)
+    return tuple(sorted({int(v) for v in steps}))
 
 
 def make_train_fn(spec: TrainSpec, *, progress: bool = True) -> Callable[[Path], None]:
@@ -928,12 +933,14 @@ def run_points(
     xs = [v for v, _ in rows]
     acc = [s["analyse"]["val_acc_final"] for _, s in rows]
     r_g = [s["estimate"]["L"]["r_gamma"] for _, s in rows]
-    summary["key"] = {
-        "val_acc_by_point": dict(zip([f"{v:.4g}" for v in xs], acc, strict=True)),
-        "r_gamma_L_by_point": dict(zip([f"{v:.4g}" for v in xs], r_g, strict=True)),
+    key: dict[str, Any] = {
         "val_acc_transition": crossing(xs, acc, 0.5 * (1 + 1 / n_classes)),
         "r_gamma_L_crosses_1_at": crossing(xs, r_g, 1.0),
     }
+    for v, a, r in zip(xs, acc, r_g, strict=True):
+        key[f"val_acc at {parameter}={v:.3g}"] = a
+        key[f"r_gamma_L at {parameter}={v:.3g}"] = r
+    summary["key"] = key
     write_json_atomic(out / SUMMARY, summary)
     draw_figures(out)
     write_report(out)
