@@ -121,11 +121,10 @@ def main(args: argparse.Namespace) -> int:
             print("lesde train: --out is required (or --resume RUN)", file=sys.stderr)
             return 2
         out = Path(args.out)
-        le = (
-            tuple(args.le_steps)
-            if args.le_steps is not None
-            else log_steps(args.steps, args.n_le_steps)
-        )
+        if args.le_steps is not None:
+            le = tuple(args.le_steps)
+        else:
+            le = log_steps(args.steps, args.n_le_steps) if args.steps >= 1 else ()
         try:
             cfg = TrainConfig(
                 n_trials=args.trials,

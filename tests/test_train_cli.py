@@ -1,0 +1,111 @@
+"""`lesde train`: end to end through the CLI, and kill -9 of a real process then --resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from lesde.cli import app
+from lesde.store import open_run, run_status
+
+
+@pytest.fixture(scope="module")
+def npz(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 10)
+    x = rng.normal(0, 0.3, (y.size, 1, 32, 32)).astype(np.float32)
+    for k in range(3):
+        x[y == k, :, 4 + 8 * k : 10 + 8 * k, 6:26] += 1.0
+    path = tmp_path_factory.mktemp("data") / "toy.npz"
+    np.savez(
+        path,
+        x_train=x,
+        y_train=y,
+        x_val=x[::2],
+        y_val=y[::2],
+        class_names=np.array(["a", "b", "c"]),
+    )
+    return path
+
+
+def _args(npz, out, steps, extra=()):
+    return [
+        "train",
+        "--data",
+        str(npz),
+        "--trials",
+        "3",
+        "--steps",
+        str(steps),
+        "--seed",
+        "1",
+        "--out",
+        str(out),
+        "--checkpoints",
+        "6",
+        "--probe-per-class",
+        "2",
+        "--no-progress",
+        *extra,
+    ]
+
+
+def test_cli_trains_and_records(npz, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert app(_args(npz, out, 40, ["--chunk-steps", "16", "--n-le-steps", "3"])) == 0
+    assert "final val_acc" in capsys.readouterr().out
+    ds = open_run(out)
+    assert ds.sizes["trial"] == 3 and ds.sizes["step"] == 40
+    assert list(ds["le_step"].values) == [1, 6, 40]  # 3 log-spaced steps in [1, 40]
+    assert ds.attrs["seed"] == 1
+    # a second run into the same directory is refused (exit 2)
+    assert app(_args(npz, out, 40)) == 2
+    assert app(["train", "--resume", str(tmp_path / "nothing")]) == 2
+
+
+def test_cli_bad_option_and_divergence(npz, tmp_path, capsys):
+    assert app(_args(npz, tmp_path / "x", 0)) == 2
+    assert "n_steps" in capsys.readouterr().err
+    assert app(_args(npz, tmp_path / "d", 20, ["--lr", "1e6"])) == 3
+    assert "diverged" in capsys.readouterr().err
+    assert run_status(tmp_path / "d") == "diverged"
+
+
+def test_kill_subprocess_then_resume_is_bitwise_identical(npz, tmp_path):
+    steps, chunk = 3000, 200
+    extra = ["--chunk-steps", str(chunk), "--n-le-steps", "4", "--threads", "1"]
+    cmd = [sys.executable, "-m", "lesde.cli"]
+    ref = tmp_path / "ref"
+    subprocess.run(cmd + _args(npz, ref, steps, extra), check=True, capture_output=True)
+
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        cmd + _args(npz, run, steps, extra), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    meta = run / "meta.json"
+    deadline = time.monotonic() + 120
+    killed_at = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        if meta.exists():
+            done = json.loads(meta.read_text()).get("steps_done", 0)
+            if done >= 2 * chunk:
+                os.kill(proc.pid, signal.SIGKILL)
+                killed_at = done
+                break
+        time.sleep(0.02)
+    proc.wait()
+    assert killed_at is not None and killed_at < steps, "process finished before the kill"
+    assert run_status(run) == "running"  # never looks complete when it is not
+
+    r = subprocess.run(
+        cmd + ["train", "--resume", str(run), "--no-progress"], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr
+    a, b = open_run(ref), open_run(run)
+    for v in a.data_vars:
+        np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=v)
