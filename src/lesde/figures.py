@@ -35,6 +35,8 @@ FIGURE_TITLES = {
     "etf": "ETF deviation of class-mean logits over time (neural collapse)",
     "fig4_label_noise": "Fig. 4: phase transition of separability vs p_err",
     "sample_size": "Final metrics and tail indices vs samples per class",
+    "separation": "Separation phase transition (Theorems 2.1, 3.1), 95% Wilson bands",
+    "collapse": "ETF deviation of normalised class means (Proposition 3.4)",
 }
 
 
