@@ -606,7 +606,7 @@ def _stage_analyse(ds, rec: dict, est: dict, cfg: PipelineConfig) -> tuple[dict,
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 le = estimate_le_matrix(
-                    means, est["checkpoint_step"], H="L", window=win, n_boot=cfg.n_boot,
+                    means, est["checkpoint_step"], H="L", window=win, step=1, n_boot=cfg.n_boot,
                     seed=cfg.seed,
                 )  # fmt: skip
             arrays.update({"E_ts": le.ts, "E": le.E, "E_lo": le.lo, "E_hi": le.hi})
