@@ -78,7 +78,7 @@ def test_cli_bad_option_and_divergence(npz, tmp_path, capsys):
 
 def test_kill_subprocess_then_resume_is_bitwise_identical(npz, tmp_path):
     steps, chunk = 3000, 200
-    extra = ["--chunk-steps", str(chunk), "--n-le-steps", "4", "--threads", "1"]
+    extra = ["--chunk-steps", str(chunk), "--n-le-steps", "4"]
     cmd = [sys.executable, "-m", "lesde.cli"]
     ref = tmp_path / "ref"
     subprocess.run(cmd + _args(npz, ref, steps, extra), check=True, capture_output=True)

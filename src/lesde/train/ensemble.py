@@ -62,6 +62,7 @@ __all__ = [
 ]
 
 aten = torch.ops.aten
+_CL = torch.channels_last
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -91,6 +92,9 @@ class TrainConfig:
         n_val: validation samples used for val_loss/val_acc (a fixed random subset);
             None: all.
         chunk_steps: steps per written chunk; also the resume granularity.
+        n_groups: blocks of trials advanced in parallel threads (one intra-op thread
+            each); None: one per torch CPU thread (1 on CUDA). Results can differ in the
+            last float bits between group counts; a resumed run reuses its count.
     """
 
     n_trials: int = 100
@@ -111,6 +115,7 @@ class TrainConfig:
     p_err: float = 0.0
     n_val: int | None = None
     chunk_steps: int = 500
+    n_groups: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("n_trials", "n_steps", "batch_size", "n_checkpoints", "chunk_steps"):
@@ -139,6 +144,8 @@ class TrainConfig:
             raise ValueError(f"`p_err` must be in [0, 1], got {self.p_err!r}")
         if self.probe_per_class < 1:
             raise ValueError(f"`probe_per_class` must be >= 1, got {self.probe_per_class!r}")
+        if self.n_groups is not None and self.n_groups < 1:
+            raise ValueError(f"`n_groups` must be None or >= 1, got {self.n_groups!r}")
         if self.n_val is not None and self.n_val < 1:
             raise ValueError(f"`n_val` must be None or >= 1, got {self.n_val!r}")
         le = tuple(sorted({int(m) for m in self.le_steps}))
@@ -174,6 +181,15 @@ def resolve_device(device: str) -> torch.device:
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("`device` is 'cuda' but torch sees no CUDA device")
     return torch.device(device)
+
+
+def _resolve_groups(cfg: TrainConfig, device: torch.device) -> int:
+    """Trial groups run in parallel threads: ``cfg.n_groups`` or one per CPU thread."""
+    if cfg.n_groups is not None:
+        return min(cfg.n_groups, cfg.n_trials)
+    if device.type != "cpu":
+        return 1
+    return max(1, min(torch.get_num_threads(), cfg.n_trials))
 
 
 def _seed_seq(seed: int, *key: int) -> np.random.SeedSequence:
@@ -304,12 +320,15 @@ class EnsembleCNN:
         # forward; ReLU after max-pool equals max-pool after ReLU (monotone), on 4× fewer
         # elements, and routes gradients to the same elements (a ReLU-killed max has
         # zero gradient either way)
+        # the conv/pool stages run in channels-last layout: at these shapes PyTorch's NCHW
+        # CPU max-pool is 20-30x slower and the oneDNN convolutions ~2x slower (measured)
+        x = x.contiguous(memory_format=_CL)
         a1 = F.conv2d(x, self.W1, self.b1, groups=R)  # (B, R·w1, 28, 28)
         p1, i1 = aten.max_pool2d_with_indices(a1, [2, 2], [2, 2])
         r1 = torch.relu(p1)  # (B, R·w1, 14, 14)
         a2 = F.conv2d(r1, self.W2, self.b2, groups=R)  # (B, R·w2, 10, 10)
         p2, i2 = aten.max_pool2d_with_indices(a2, [2, 2], [2, 2])
-        r2 = torch.relu(p2)  # (B, R·w2, 5, 5)
+        r2 = torch.relu(p2).contiguous()  # (B, R·w2, 5, 5), NCHW for the FC layers
         f = r2.view(B, R, -1).transpose(0, 1)  # (R, B, 400)
         h3 = torch.relu(torch.baddbmm(self.b3, f, self.W3.transpose(1, 2)))  # (R, B, 120)
         h4 = torch.relu(torch.baddbmm(self.b4, h3, self.W4.transpose(1, 2)))  # (R, B, 84)
@@ -327,7 +346,7 @@ class EnsembleCNN:
         gf = torch.bmm(g3, self.W3)  # (R, B, 400)
         gp2 = aten.threshold_backward(gf.transpose(0, 1).reshape(r2.shape), r2, 0)
         ga2 = aten.max_pool2d_with_indices_backward(
-            gp2, a2, [2, 2], [2, 2], [0, 0], [1, 1], False, i2
+            gp2.contiguous(memory_format=_CL), a2, [2, 2], [2, 2], [0, 0], [1, 1], False, i2
         )
         gr1, gW2, gb2 = aten.convolution_backward(
             ga2,
@@ -342,7 +361,7 @@ class EnsembleCNN:
             R,
             [True, True, True],
         )
-        gp1 = aten.threshold_backward(gr1, r1, 0)
+        gp1 = aten.threshold_backward(gr1.contiguous(memory_format=_CL), r1, 0)
         ga1 = aten.max_pool2d_with_indices_backward(
             gp1, a1, [2, 2], [2, 2], [0, 0], [1, 1], False, i1
         )
@@ -380,7 +399,7 @@ class EnsembleCNN:
 
     @torch.no_grad()
     def forward_shared(
-        self, x: torch.Tensor, *, max_elements: int = 1 << 23
+        self, x: torch.Tensor, *, max_elements: int = 1 << 20
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Every trial's logits and penultimate features on the same images.
 
@@ -395,20 +414,20 @@ class EnsembleCNN:
         w1 = self.spec.widths[0]
         per = R * w1 * self.spec.conv1_size**2
         n_block = max(1, max_elements // per)
-        logits, feats = [], []
+        flat = []
         for s in range(0, x.shape[0], n_block):
             xb = x[s : s + n_block]
-            n = xb.shape[0]
-            a1 = F.conv2d(xb, self.W1, self.b1)  # (n, R·w1, 28, 28): one image, all trials
+            # (n, R·w1, 28, 28): each image through every trial's conv1 at once
+            # (a single-channel input gives an NCHW output: convert, the pool needs CL)
+            a1 = F.conv2d(xb, self.W1, self.b1).contiguous(memory_format=_CL)
             r1 = torch.relu(F.max_pool2d(a1, 2))
             a2 = F.conv2d(r1, self.W2, self.b2, groups=R)
-            r2 = torch.relu(F.max_pool2d(a2, 2))
-            f = r2.reshape(n, R, -1).transpose(0, 1)  # (R, n, 400)
-            h3 = torch.relu(torch.baddbmm(self.b3, f, self.W3.transpose(1, 2)))
-            h4 = torch.relu(torch.baddbmm(self.b4, h3, self.W4.transpose(1, 2)))
-            logits.append(torch.baddbmm(self.b5, h4, self.W5.transpose(1, 2)))
-            feats.append(h4)
-        return torch.cat(logits, 1), torch.cat(feats, 1)
+            flat.append(torch.relu(F.max_pool2d(a2, 2)).contiguous().reshape(xb.shape[0], R, -1))
+        # FC layers once for all images: each trial's weights are read once, not per block
+        f = torch.cat(flat, 0).transpose(0, 1)  # (R, N, 400)
+        h3 = torch.relu(torch.baddbmm(self.b3, f, self.W3.transpose(1, 2)))
+        h4 = torch.relu(torch.baddbmm(self.b4, h3, self.W4.transpose(1, 2)))
+        return torch.baddbmm(self.b5, h4, self.W5.transpose(1, 2)), h4
 
 
 # --------------------------------------------------------------------------- trainer
@@ -657,19 +676,33 @@ def train_ensemble(
         sink = writer
 
     R, S = cfg.n_trials, cfg.n_steps
-    eng = EnsembleCNN(
-        prep.spec,
-        [initial_params(cfg, prep.spec, r) for r in range(R)],
-        device=prep.device,
-        dtype=prep.dtype,
-    )
+    n_groups = _resolve_groups(cfg, prep.device)
+    if writer is not None:
+        if resume:
+            n_groups = int(writer.meta.get("n_groups", n_groups))  # same split: bitwise resume
+        else:
+            writer.update_meta(n_groups=n_groups)
+    init = [initial_params(cfg, prep.spec, r) for r in range(R)]
     start = 0
     if writer is not None and resume:
         state, start = writer.load_state()
         if state:
-            eng.load_state(state)
+            init = [{n: state[n][r] for n in PARAM_NAMES} for r in range(R)]
+    groups = [
+        _Group(EnsembleCNN(prep.spec, init[lo:hi], device=prep.device, dtype=prep.dtype), lo, hi)
+        for lo, hi in _split(R, n_groups)
+    ]
     t0 = time.perf_counter()
-    _loop(eng, prep, cfg, sink, writer, start, progress)
+    threads = torch.get_num_threads()
+    if len(groups) > 1:
+        # one intra-op thread per group: each group's ops run in its own Python thread
+        # (torch releases the GIL); OpenMP teams of 2 stall badly when another process
+        # holds a core (measured: ~60x slower under load), single-threaded groups do not
+        torch.set_num_threads(1)
+    try:
+        _loop(groups, prep, cfg, sink, writer, start, progress)
+    finally:
+        torch.set_num_threads(threads)
     elapsed = time.perf_counter() - t0
     if writer is None:
         import xarray as xr
@@ -695,8 +728,74 @@ def train_ensemble(
     return open_run(out)
 
 
+class _Group:
+    """A contiguous block of trials [lo, hi) with its own engine (run by one thread)."""
+
+    def __init__(self, eng: EnsembleCNN, lo: int, hi: int) -> None:
+        self.eng, self.lo, self.hi = eng, lo, hi
+
+
+def _split(n_trials: int, n_groups: int) -> list[tuple[int, int]]:
+    b = np.linspace(0, n_trials, n_groups + 1).round().astype(int)
+    return [(int(lo), int(hi)) for lo, hi in zip(b[:-1], b[1:], strict=True) if hi > lo]
+
+
+def _run_chunk(
+    g: _Group,
+    prep: _Prepared,
+    cfg: TrainConfig,
+    s0: int,
+    s1: int,
+    idx: torch.Tensor,
+    progress: Callable[[int], None] | None,
+) -> dict[str, Any]:
+    """Steps s0+1 .. s1 of one group's trials, with the checkpoints and LE steps inside.
+
+    Args:
+        idx: (R_g, L, B) training indices of the group for these steps.
+
+    Returns:
+        {"logits": (L, R_g, B, K), "loss": (L, R_g, B), "ck": {step: eval},
+        "le": {step: (before, after)}} (arrays on the CPU for the evaluations).
+    """
+    eng, Rg = g.eng, g.hi - g.lo
+    B, K = cfg.batch_size, prep.spec.n_classes
+    C_in, H = prep.spec.in_channels, prep.spec.image_size
+    L = s1 - s0
+    ck = set(prep.ck_steps.tolist())
+    le = set(cfg.le_steps)
+    y_all = prep.y_train_t[idx]  # (R_g, L, B)
+    logits_buf = torch.empty((L, Rg, B, K), dtype=prep.dtype, device=prep.device)
+    loss_buf = torch.empty((L, Rg, B), dtype=prep.dtype, device=prep.device)
+    out: dict[str, Any] = {"ck": {}, "le": {}}
+    pending = 0
+    for i in range(L):
+        m = s0 + i + 1  # this update makes step m
+        if m - 1 in ck:
+            out["ck"][m - 1] = _evaluate(eng, prep)
+        x = prep.x_train[idx[:, i].T.reshape(-1)].view(B, Rg * C_in, H, H)
+        if m in le:
+            before = eng.forward_shared(prep.x_probe)[0].cpu().numpy()
+        z, loss = eng.step(x, y_all[:, i], cfg.lr)
+        logits_buf[i] = z
+        loss_buf[i] = loss
+        if m in le:
+            out["le"][m] = (before, eng.forward_shared(prep.x_probe)[0].cpu().numpy())
+        pending += 1
+        if progress is not None and pending >= 10:
+            progress(pending)
+            pending = 0
+    if progress is not None and pending:
+        progress(pending)
+    if s1 == cfg.n_steps and s1 in ck:
+        out["ck"][s1] = _evaluate(eng, prep)
+    out["logits"] = logits_buf.cpu().numpy()
+    out["loss"] = loss_buf.cpu().numpy()
+    return out
+
+
 def _loop(
-    eng: EnsembleCNN,
+    groups: list[_Group],
     prep: _Prepared,
     cfg: TrainConfig,
     sink: Any,
@@ -704,109 +803,92 @@ def _loop(
     start: int,
     progress: Callable[[int], None] | None,
 ) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
     from lesde.estimate.direct import direct_local_elasticity
 
     R, S, cs, B = cfg.n_trials, cfg.n_steps, cfg.chunk_steps, cfg.batch_size
     K = prep.spec.n_classes
-    C_in, H = prep.spec.in_channels, prep.spec.image_size
     ck_index = {int(s): i for i, s in enumerate(prep.ck_steps)}
     le_index = {m: j for j, m in enumerate(cfg.le_steps)}
-    feats = cfg.record_features
     batch_dim = () if B == 1 else (slice(None),)
-    report_every = 10
+    all_ = slice(None)
 
-    def checkpoint(step: int) -> None:
-        c = ck_index[step]
-        ev = _evaluate(eng, prep)
-        sink.write("probe_logits", (slice(None), slice(c, c + 1)), ev["probe_logits"][:, None])
-        if feats:
-            sink.write(
-                "probe_features", (slice(None), slice(c, c + 1)), ev["probe_features"][:, None]
-            )
-        sink.write("val_loss", (slice(None), slice(c, c + 1)), ev["val_loss"][:, None])
-        sink.write("val_acc", (slice(None), slice(c, c + 1)), ev["val_acc"][:, None])
+    # progress is reported by the first group only (all groups advance together)
+    def prog(i: int) -> Callable[[int], None] | None:
+        return progress if i == 0 else None
 
-    kw = {"device": prep.device}
-    for s0 in range(start - start % cs, S, cs):
-        chunk = s0 // cs
-        s1 = min(s0 + cs, S)
-        L = s1 - s0
-        idx_np = np.stack([draw_samples(cfg, prep.y_train, K, r, chunk) for r in range(R)])
-        idx_np = idx_np[:, :L]  # (R, L, B)
-        idx = torch.as_tensor(idx_np, **kw)
-        y_all = prep.y_train_t[idx]  # (R, L, B)
-        logits_buf = torch.empty((L, R, B, K), dtype=prep.dtype, **kw)
-        loss_buf = torch.empty((L, R, B), dtype=prep.dtype, **kw)
-        pending = 0
-        for i in range(L):
-            m = s0 + i + 1  # this update makes step m
-            if m - 1 in ck_index:
-                checkpoint(m - 1)
-            x = prep.x_train[idx[:, i].T.reshape(-1)].view(B, R * C_in, H, H)
-            y = y_all[:, i]
-            j = le_index.get(m)
-            if j is not None:
-                before, _ = eng.forward_shared(prep.x_probe)
-            z, loss = eng.step(x, y, cfg.lr)
-            logits_buf[i] = z
-            loss_buf[i] = loss
-            if j is not None:
-                after, _ = eng.forward_shared(prep.x_probe)
-                b_np, a_np = before.cpu().numpy(), after.cpu().numpy()
-                lab = y[:, 0].cpu().numpy()
+    pool = ThreadPoolExecutor(len(groups)) if len(groups) > 1 else None
+    try:
+        for s0 in range(start - start % cs, S, cs):
+            chunk = s0 // cs
+            s1 = min(s0 + cs, S)
+            L = s1 - s0
+            idx_np = np.stack([draw_samples(cfg, prep.y_train, K, r, chunk) for r in range(R)])
+            idx_np = idx_np[:, :L]  # (R, L, B)
+            idx = torch.as_tensor(idx_np, device=prep.device)
+            jobs = [(g, prep, cfg, s0, s1, idx[g.lo : g.hi], prog(i)) for i, g in enumerate(groups)]
+            if pool is None:
+                parts = [_run_chunk(*jobs[0])]
+            else:
+                parts = list(pool.map(lambda a: _run_chunk(*a), jobs))
+            # checkpoints: concatenate the groups' trials
+            for step in sorted(parts[0]["ck"]):
+                c = ck_index[step]
+                reg = (all_, slice(c, c + 1))
+                for name in ("probe_logits", "val_loss", "val_acc", "probe_features"):
+                    if name == "probe_features" and not cfg.record_features:
+                        continue
+                    v = np.concatenate([p["ck"][step][name] for p in parts], axis=0)
+                    sink.write(name, reg, v[:, None])
+            lg = np.concatenate([p["logits"] for p in parts], axis=1).transpose(1, 0, 2, 3)
+            ls = np.concatenate([p["loss"] for p in parts], axis=1).transpose(1, 0, 2)
+            for m in sorted(parts[0]["le"]):
+                j = le_index[m]
+                before = np.concatenate([p["le"][m][0] for p in parts], axis=0)
+                after = np.concatenate([p["le"][m][1] for p in parts], axis=0)
+                lab = prep.y_train[idx_np[:, m - s0 - 1, 0]]
                 res = direct_local_elasticity(
-                    b_np,
-                    a_np,
-                    prep.probes.label,
-                    z[:, 0].cpu().numpy(),
-                    lab,
-                    n_classes=K,
-                    H=cfg.le_model,
-                )
-                reg = (slice(None), slice(j, j + 1))
-                sink.write("le_probe_before", reg, b_np[:, None])
-                sink.write("le_probe_after", reg, a_np[:, None])
+                    before, after, prep.probes.label, lg[:, m - s0 - 1, 0], lab,
+                    n_classes=K, H=cfg.le_model,
+                )  # fmt: skip
+                reg = (all_, slice(j, j + 1))
+                sink.write("le_probe_before", reg, before[:, None])
+                sink.write("le_probe_after", reg, after[:, None])
                 sink.write("le_E", reg, res.E[:, None])
                 sink.write("le_alpha", reg, res.alpha[:, None])
                 sink.write("le_beta", reg, res.beta[:, None])
                 sink.write("le_class", reg, lab[:, None].astype(np.int16))
-            pending += 1
-            if progress is not None and pending >= report_every:
-                progress(pending)
-                pending = 0
-        if progress is not None and pending:
-            progress(pending)
-        # write the chunk: (L, R, B, K) -> (R, L[, B], K)
-        lg = logits_buf.permute(1, 0, 2, 3).cpu().numpy()
-        ls = loss_buf.permute(1, 0, 2).cpu().numpy()
-        bad = ~np.isfinite(ls)
-        if B == 1:
-            lg, ls = lg[:, :, 0], ls[:, :, 0]
-        idx_w = idx_np if B > 1 else idx_np[..., 0]
-        n_ok = L
-        if bad.any():
-            first = int(np.argwhere(bad.any(axis=(0, 2)))[0, 0])
-            n_ok = first + 1  # keep the non-finite step itself
-        reg = (slice(None), slice(s0, s0 + n_ok), *batch_dim)
-        sink.write("sample_logits", reg, lg[:, :n_ok])
-        sink.write("sample_loss", reg, ls[:, :n_ok])
-        sink.write("sample_index", reg, idx_w[:, :n_ok].astype(np.int32))
-        sink.write("sample_label", reg, prep.y_train[idx_w[:, :n_ok]].astype(np.int16))
-        sink.write("sample_clean_label", reg, prep.y_clean[idx_w[:, :n_ok]].astype(np.int16))
-        if n_ok < L or bad.any():
-            trial = int(np.argwhere(bad.any(axis=2)[:, n_ok - 1])[0, 0])
-            step = s0 + n_ok
-            msg = (
-                f"non-finite loss at step {step} in trial {trial} "
-                f"(lr={cfg.lr}); data up to that step are kept"
-            )
+            # (R, L, B, K) -> (R, L[, B], K)
+            bad = ~np.isfinite(ls)
+            if B == 1:
+                lg, ls = lg[:, :, 0], ls[:, :, 0]
+            idx_w = idx_np if B > 1 else idx_np[..., 0]
+            n_ok = L
+            if bad.any():
+                n_ok = int(np.argwhere(bad.any(axis=(0, 2)))[0, 0]) + 1  # keep the bad step
+            reg = (all_, slice(s0, s0 + n_ok), *batch_dim)
+            sink.write("sample_logits", reg, lg[:, :n_ok])
+            sink.write("sample_loss", reg, ls[:, :n_ok])
+            sink.write("sample_index", reg, idx_w[:, :n_ok].astype(np.int32))
+            sink.write("sample_label", reg, prep.y_train[idx_w[:, :n_ok]].astype(np.int16))
+            sink.write("sample_clean_label", reg, prep.y_clean[idx_w[:, :n_ok]].astype(np.int16))
+            if bad.any():
+                trial = int(np.argwhere(bad.any(axis=2)[:, n_ok - 1])[0, 0])
+                step = s0 + n_ok
+                msg = (
+                    f"non-finite loss at step {step} in trial {trial} "
+                    f"(lr={cfg.lr}); data up to that step are kept"
+                )
+                if writer is not None:
+                    writer.mark_diverged(step=step, trial=trial, message=msg, steps_done=step)
+                raise TrainingDiverged(msg)
             if writer is not None:
-                writer.mark_diverged(step=step, trial=trial, message=msg, steps_done=step)
-            raise TrainingDiverged(msg)
-        if s1 == S and S in ck_index:
-            checkpoint(S)
-        if writer is not None:
-            writer.save_state(eng.state(), s1)
+                state = [g.eng.state() for g in groups]
+                writer.save_state({n: torch.cat([st[n] for st in state]) for n in state[0]}, s1)
+    finally:
+        if pool is not None:
+            pool.shutdown()
 
 
 def load_data(name: str, options: dict[str, Any] | None = None) -> Dataset:

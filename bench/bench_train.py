@@ -1,0 +1,163 @@
+"""Speed of the ensemble trainer against a plain single-model loop (same run, same data).
+
+Workload: the paper's CNN (1×32×32 input, K = 3), plain SGD, batch size 1, float32.
+Rows:
+
+- ``plain loop``: one ``nn.Module`` + ``optim.SGD`` + ``F.cross_entropy``, a python loop
+  over steps (how the paper's code trains, minus its per-step validation);
+- ``ensemble``: `lesde.train.train_ensemble`, 100 trials, recording on (the trained
+  sample's logits and loss every step, a 96-probe evaluation plus validation every
+  ``--ck-every`` steps, one direct-LE step), default thread groups;
+- the same with ``n_groups=1`` (one block, torch's intra-op threads), in float64, and
+  the bare engine step without recording.
+
+Reported: trial-steps/s, the ratio to the plain loop measured in this run, and the
+share of the FLOP limit (~145,000 trial-steps/s: ≈2.5 MFLOP per step against
+~370 GFLOP/s fp32 matmul on 2 cores, issue 5). The machine is shared: the load average
+is printed beside the numbers; compare ratios, not absolute rates.
+
+Run: ``python bench/bench_train.py [--trials 100] [--steps 300]`` (< 3 minutes).
+Writes ``bench/results/train.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lesde.data.dataset import Dataset
+from lesde.train import CNN, CNNSpec, TrainConfig, initial_params, train_ensemble
+from lesde.train.ensemble import EnsembleCNN
+
+FLOP_LIMIT = 145_000  # trial-steps/s, issue 5
+
+
+def toy_data(n: int = 300, seed: int = 0) -> Dataset:
+    """GeoMNIST when its generator is installed, else bars at class-dependent heights."""
+    try:
+        from lesde.data import make_geomnist
+
+        return make_geomnist(n, n // 3, seed=seed)
+    except ImportError:
+        pass
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(3), n)
+    x = rng.normal(0, 0.3, (y.size, 1, 32, 32)).astype(np.float32)
+    for k in range(3):
+        x[y == k, :, 4 + 8 * k : 10 + 8 * k, 6:26] += 1.0
+    return Dataset(x, y, x[::5].copy(), y[::5].copy(), ("a", "b", "c"), {"name": "bars"})
+
+
+def plain_loop(data: Dataset, steps: int) -> float:
+    """Steps/s of one nn.Module trained by optim.SGD, batch size 1."""
+    spec = CNNSpec(1, 3)
+    cfg = TrainConfig(n_trials=1, n_steps=steps)
+    net = CNN.from_params(spec, initial_params(cfg, spec, 0))
+    opt = torch.optim.SGD(net.parameters(), lr=0.005)
+    X, Y = torch.as_tensor(data.x_train), torch.as_tensor(data.y_train)
+    idx = np.random.default_rng(0).integers(0, Y.numel(), steps + 20)
+    t = 0.0
+    for m in range(steps + 20):
+        if m == 20:
+            t = time.perf_counter()
+        opt.zero_grad()
+        loss = F.cross_entropy(net(X[idx[m] : idx[m] + 1]), Y[idx[m] : idx[m] + 1])
+        loss.backward()
+        opt.step()
+    return steps / (time.perf_counter() - t)
+
+
+def ensemble(data: Dataset, trials: int, steps: int, ck_every: int, **kw) -> float:
+    """Trial-steps/s of train_ensemble with recording, warm (a short run first)."""
+    base = dict(n_trials=trials, probe_per_class=16, schedule="linear", chunk_steps=100)
+    train_ensemble(data, TrainConfig(n_steps=20, n_checkpoints=2, **base, **kw))  # warm-up
+    cfg = TrainConfig(
+        n_steps=steps, n_checkpoints=steps // ck_every + 1, le_steps=(steps // 2,), **base, **kw
+    )
+    t = time.perf_counter()
+    train_ensemble(data, cfg)
+    return trials * steps / (time.perf_counter() - t)
+
+
+def engine_only(data: Dataset, trials: int, steps: int) -> float:
+    """Trial-steps/s of the bare batched step (one block, no recording)."""
+    spec = CNNSpec(1, 3)
+    cfg = TrainConfig(n_trials=trials)
+    eng = EnsembleCNN(spec, [initial_params(cfg, spec, r) for r in range(trials)],
+                      device=torch.device("cpu"), dtype=torch.float32)  # fmt: skip
+    X, Y = torch.as_tensor(data.x_train), torch.as_tensor(data.y_train)
+    idx = torch.as_tensor(np.random.default_rng(0).integers(0, Y.numel(), (steps + 10, trials)))
+    t = 0.0
+    for m in range(steps + 10):
+        if m == 10:
+            t = time.perf_counter()
+        eng.step(X[idx[m]].view(1, trials, 32, 32), Y[idx[m]].view(trials, 1), 0.005)
+    return trials * steps / (time.perf_counter() - t)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trials", type=int, default=100)
+    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--ck-every", type=int, default=200, help="steps between probe evaluations")
+    args = ap.parse_args()
+    data = toy_data()
+    R, S = args.trials, args.steps
+    rows = []
+    load0 = os.getloadavg()
+
+    plain = plain_loop(data, 300)
+    rows.append(("plain loop nn.Module+SGD", 1, "float32", plain))
+    rows.append(("ensemble, recording", R, "float32", ensemble(data, R, S, args.ck_every)))
+    rows.append(("ensemble, recording, float64", R, "float64",
+                 ensemble(data, R, S, args.ck_every, dtype="float64")))  # fmt: skip
+    rows.append(("engine only (no recording, 1 block)", R, "float32", engine_only(data, R, 100)))
+    rows.append(("ensemble, 1 block (intra-op threads)", R, "float32",
+                 ensemble(data, R, S, args.ck_every, n_groups=1)))  # fmt: skip
+    plain2 = plain_loop(data, 300)  # again: the load may have changed during the run
+    rows.append(("plain loop (again)", 1, "float32", plain2))
+    load1 = os.getloadavg()
+
+    ref = (plain + plain2) / 2
+    print(f"load average before {load0[0]:.2f}, after {load1[0]:.2f} (2 cores, shared)")
+    print(f"{'variant':40s} {'trials':>6s} {'dtype':>8s} {'trial-steps/s':>14s} "
+          f"{'x plain':>8s} {'% FLOP lim':>10s}")  # fmt: skip
+    out = []
+    for name, n, dt, rate in rows:
+        print(f"{name:40s} {n:6d} {dt:>8s} {rate:14,.0f} {rate / ref:8.1f} "
+              f"{100 * rate / FLOP_LIMIT:9.1f}%")  # fmt: skip
+        out.append(
+            {
+                "variant": name,
+                "trials": n,
+                "dtype": dt,
+                "trial_steps_per_s": rate,
+                "ratio_to_plain": rate / ref,
+                "pct_flop_limit": 100 * rate / FLOP_LIMIT,
+            }
+        )
+    res = {
+        "rows": out,
+        "loadavg_before": load0,
+        "loadavg_after": load1,
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "data": data.provenance.get("name"),
+        "steps": S,
+        "ck_every": args.ck_every,
+    }
+    path = Path(__file__).resolve().parent / "results" / "train.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(res, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
