@@ -210,8 +210,11 @@ def _multi_run(run_dir: Path, summary: dict, out: Path) -> list[Path]:
             ax=axes[2],
         )  # fmt: skip
         axes[2].set_title("final validation accuracy vs p_err")
-        ln.plot_tail_indices(x, r_a, r_b, r_g, threshold=thr, ax=axes[3])
-        axes[3].set_title(f"(c) tail indices ({H}-model)")
+        other = "I" if H == "L" else "L"
+        r_g_other = avg(lambda s: s["estimate"][other]["r_gamma"])
+        ln.plot_tail_indices(x, r_a, r_b, r_g, threshold=thr, ax=axes[3],
+                             extra={f"r̂_γ ({other}-model)": r_g_other})  # fmt: skip
+        axes[3].set_title(f"(c) tail indices ({H}-model; r̂_γ from Â − B̂)")
         _save(fig, out, "fig4_label_noise", written)
     else:
         fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))

@@ -88,9 +88,12 @@ def plot_tail_indices(
     *,
     xlabel: str = "p_err",
     threshold: float | None = 2 / 3,
+    extra: dict[str, Any] | None = None,
     ax=None,
 ):
     """Paper Fig. 4(c): tail indices r̂_α, r̂_β, r̂_γ vs p_err with the r = 1 line.
+
+    ``extra`` maps a label to a further (G,) series (dashed), e.g. the other H model's r̂_γ.
 
     The regions r < 1 (separable, Theorem 3.1) and r > 1 (not separable) are shaded
     green and red as in the paper.
@@ -100,6 +103,8 @@ def plot_tail_indices(
     ax.plot(x, r_alpha, "o-", color="tab:blue", label="r̂_α")
     ax.plot(x, r_beta, "s-", color="tab:red", label="r̂_β")
     ax.plot(x, r_gamma, "^-", color="k", label="r̂_γ")
+    for i, (label, v) in enumerate((extra or {}).items()):
+        ax.plot(x, v, "v--", color=("0.45", "tab:purple", "tab:olive")[i % 3], label=label)
     ax.axhline(1.0, color="k", lw=1)
     # noisy short runs can give wild indices; keep the r = 1 line readable
     lo, hi = ax.get_ylim()
