@@ -79,53 +79,76 @@ def ensemble(data: Dataset, trials: int, steps: int, ck_every: int, **kw) -> flo
     base = dict(n_trials=trials, probe_per_class=16, schedule="linear", chunk_steps=100)
     train_ensemble(data, TrainConfig(n_steps=20, n_checkpoints=2, **base, **kw))  # warm-up
     cfg = TrainConfig(
-        n_steps=steps, n_checkpoints=steps // ck_every + 1, le_steps=(steps // 2,), **base, **kw
+        n_steps=steps, n_checkpoints=max(2, steps // ck_every), le_steps=(steps // 2,), **base, **kw
     )
     t = time.perf_counter()
     train_ensemble(data, cfg)
     return trials * steps / (time.perf_counter() - t)
 
 
-def engine_only(data: Dataset, trials: int, steps: int) -> float:
-    """Trial-steps/s of the bare batched step (one block, no recording)."""
+def engine_only(data: Dataset, trials: int, steps: int, groups: int) -> float:
+    """Trial-steps/s of the bare batched step (no recording), trials split in thread groups."""
+    from concurrent.futures import ThreadPoolExecutor
+
     spec = CNNSpec(1, 3)
     cfg = TrainConfig(n_trials=trials)
-    eng = EnsembleCNN(spec, [initial_params(cfg, spec, r) for r in range(trials)],
-                      device=torch.device("cpu"), dtype=torch.float32)  # fmt: skip
     X, Y = torch.as_tensor(data.x_train), torch.as_tensor(data.y_train)
     idx = torch.as_tensor(np.random.default_rng(0).integers(0, Y.numel(), (steps + 10, trials)))
-    t = 0.0
-    for m in range(steps + 10):
-        if m == 10:
+    bounds = np.linspace(0, trials, groups + 1).astype(int)
+    blocks = [
+        (EnsembleCNN(spec, [initial_params(cfg, spec, r) for r in range(lo, hi)],
+                     device=torch.device("cpu"), dtype=torch.float32), lo, hi)
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
+    ]  # fmt: skip
+
+    def run(block, m0, m1):
+        eng, lo, hi = block
+        for m in range(m0, m1):
+            i = idx[m, lo:hi]
+            eng.step(X[i].view(1, hi - lo, 32, 32), Y[i].view(hi - lo, 1), 0.005)
+
+    threads = torch.get_num_threads()
+    if groups > 1:
+        torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(groups) as pool:
+            list(pool.map(lambda b: run(b, 0, 10), blocks))
             t = time.perf_counter()
-        eng.step(X[idx[m]].view(1, trials, 32, 32), Y[idx[m]].view(trials, 1), 0.005)
-    return trials * steps / (time.perf_counter() - t)
+            list(pool.map(lambda b: run(b, 10, steps + 10), blocks))
+            return trials * steps / (time.perf_counter() - t)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=100)
     ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--rounds", type=int, default=2, help="repeats (best kept)")
     ap.add_argument("--ck-every", type=int, default=200, help="steps between probe evaluations")
     args = ap.parse_args()
     data = toy_data()
     R, S = args.trials, args.steps
-    rows = []
     load0 = os.getloadavg()
 
-    plain = plain_loop(data, 300)
-    rows.append(("plain loop nn.Module+SGD", 1, "float32", plain))
-    rows.append(("ensemble, recording", R, "float32", ensemble(data, R, S, args.ck_every)))
-    rows.append(("ensemble, recording, float64", R, "float64",
-                 ensemble(data, R, S, args.ck_every, dtype="float64")))  # fmt: skip
-    rows.append(("engine only (no recording, 1 block)", R, "float32", engine_only(data, R, 100)))
-    rows.append(("ensemble, 1 block (intra-op threads)", R, "float32",
-                 ensemble(data, R, S, args.ck_every, n_groups=1)))  # fmt: skip
-    plain2 = plain_loop(data, 300)  # again: the load may have changed during the run
-    rows.append(("plain loop (again)", 1, "float32", plain2))
+    variants = [
+        ("plain loop nn.Module+SGD", 1, "float32", lambda: plain_loop(data, 300)),
+        ("ensemble, recording", R, "float32", lambda: ensemble(data, R, S, args.ck_every)),
+        ("ensemble, recording, float64", R, "float64",
+         lambda: ensemble(data, R, S, args.ck_every, dtype="float64")),
+        ("ensemble, recording, 1 block", R, "float32",
+         lambda: ensemble(data, R, S, args.ck_every, n_groups=1)),
+        ("engine only, 2 thread groups", R, "float32", lambda: engine_only(data, R, 200, 2)),
+        ("engine only, 1 block", R, "float32", lambda: engine_only(data, R, 200, 1)),
+    ]  # fmt: skip
+    # the machine is shared: interleave the variants over rounds and keep each one's best
+    best: dict[str, float] = {}
+    for _ in range(args.rounds):
+        for name, _n, _dt, fn in variants:
+            best[name] = max(best.get(name, 0.0), fn())
+    rows = [(name, n, dt, best[name]) for name, n, dt, _ in variants]
     load1 = os.getloadavg()
-
-    ref = (plain + plain2) / 2
+    ref = best["plain loop nn.Module+SGD"]
     print(f"load average before {load0[0]:.2f}, after {load1[0]:.2f} (2 cores, shared)")
     print(f"{'variant':40s} {'trials':>6s} {'dtype':>8s} {'trial-steps/s':>14s} "
           f"{'x plain':>8s} {'% FLOP lim':>10s}")  # fmt: skip
@@ -152,6 +175,7 @@ def main() -> None:
         "data": data.provenance.get("name"),
         "steps": S,
         "ck_every": args.ck_every,
+        "rounds": args.rounds,
     }
     path = Path(__file__).resolve().parent / "results" / "train.json"
     path.parent.mkdir(exist_ok=True)

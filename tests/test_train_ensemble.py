@@ -242,3 +242,31 @@ def test_train_ensemble_type_checks():
     data = toy_dataset()
     with pytest.raises(ValueError, match="batch_size"):
         train_ensemble(data, TrainConfig(batch_size=2, sampling="stratified", n_steps=5))
+
+
+def test_label_corruption_applies_to_training_labels_only(monkeypatch):
+    import lesde.data
+
+    def corrupt(y, p_err, *, seed):
+        # stand-in with the datasets issue's signature: shift a p_err share of labels by one
+        y = np.asarray(y)
+        changed = np.zeros(y.size, dtype=bool)
+        changed[np.random.default_rng(seed).permutation(y.size)[: int(p_err * y.size)]] = True
+        return np.where(changed, (y + 1) % 3, y), changed
+
+    monkeypatch.setattr(lesde.data, "corrupt_labels", corrupt, raising=False)
+    data = toy_dataset(n=20)
+    cfg = TrainConfig(
+        n_trials=2, n_steps=60, chunk_steps=30, n_checkpoints=2, probe_per_class=5, p_err=0.5
+    )
+    ds = train_ensemble(data, cfg)
+    lab, clean = ds["sample_label"].values, ds["sample_clean_label"].values
+    idx = ds["sample_index"].values
+    np.testing.assert_array_equal(clean, data.y_train[idx])  # clean = the dataset's labels
+    assert 0.2 < (lab != clean).mean() < 0.8  # about half the draws carry a changed label
+    # validation probes keep their labels; train probes are grouped by the trained label
+    val = ds["probe_split"].values.astype(str) == "val"
+    np.testing.assert_array_equal(
+        ds["probe_label"].values[val], ds["probe_clean_label"].values[val]
+    )
+    assert (ds["probe_label"].values[~val] != ds["probe_clean_label"].values[~val]).any()

@@ -324,6 +324,11 @@ def open_run(path: str | os.PathLike, *, allow_incomplete: bool = False):
     ds = xr.open_dataset(path / RECORD, engine="zarr", chunks=None, consolidated=False)
     coords = [c for c in ("checkpoint_step", "le_step", "step", "trial", "probe") if c in ds]
     ds = ds.set_coords(coords)
+    if "probe_split" in ds:
+        # zarr's variable-width strings come back as numpy StringDType; plain '<U' is
+        # what every consumer (and np.unique, ==) handles
+        split = ds["probe_split"]
+        ds["probe_split"] = (split.dims, np.array(split.values.tolist(), dtype=str))
     ds.attrs["status"] = status
     ds.attrs["steps_done"] = int(meta.get("steps_done", 0))
     return ds
