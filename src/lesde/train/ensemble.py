@@ -6,16 +6,26 @@ training samples, trained by plain SGD on the softmax cross-entropy, with the lo
 the trained samples recorded at every step (`lesde.train.recorder`).
 
 How the trials advance together (measured in ``bench/bench_train.py`` and
-``PERF_NOTES.md``): a batch-size-1 step is tiny, so per-operation overhead and memory
-traffic dominate, not FLOPs. All R trials therefore run as *one* network:
+``PERF_NOTES.md``): a batch-size-1 step is tiny, so per-operation overhead, memory
+layout and memory traffic dominate, not FLOPs. A block of trials runs as *one* network:
 
 - the convolutions are grouped convolutions with one group per trial (input laid out
-  as (B, R·C, H, W), weights as (R·c_out, c_in, 5, 5));
+  as (B, R·C, H, W), weights as (R·c_out, c_in, 5, 5)), in channels-last memory for
+  float32 (PyTorch's NCHW CPU max-pool is 20-30x slower at these shapes and the oneDNN
+  convolutions ~2x slower; float64 has no oneDNN kernels and stays NCHW);
 - the fully connected layers are batched matmuls over trials ((R, B, n_in) @ (R, n_in, n_out));
-- the backward pass is written by hand (no autograd graph: ~35 ATen calls per step
-  for all trials together), and the SGD update of the big FC weights is fused into the
-  weight-gradient product (``addcmul_``/``baddbmm_`` with −lr), so those weights are read and
-  written once per step instead of three times.
+- the backward pass is written by hand (no autograd graph: ~40 ATen calls per step
+  for all trials of a block together), and the SGD update of the FC weights is fused
+  into the weight-gradient product (``addcmul_`` for B = 1, ``baddbmm_`` otherwise,
+  with −lr), so those weights are read and written once per step instead of three times;
+- on the CPU the trials are split into blocks (``TrainConfig.n_groups``, default one
+  per torch thread), each advanced by its own Python thread with one intra-op thread
+  (torch releases the GIL inside kernels). Two blocks beat one block on two intra-op
+  threads by 1.2-1.6x (the machine was shared while measuring), and by far more when
+  another process holds a core: OpenMP teams then stall at every barrier (measured
+  ~100 trial-steps/s).
+- Probe and validation evaluations push each image through all trials at once; conv1
+  of shared images is one GEMM whose result is already channels-last.
 
 Seeds: one ``np.random.SeedSequence(seed)``; trial r's initialisation uses spawn key
 (0, r), its samples in chunk c use (1, r, c), the probe draw (2,), label corruption (3,).
