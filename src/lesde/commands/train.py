@@ -186,6 +186,11 @@ def main(args: argparse.Namespace) -> int:
         bar.close()
         print(f"lesde train: diverged: {err} (run {out} marked diverged)", file=sys.stderr)
         return 3
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"lesde train: interrupted; continue with `lesde train --resume {out}`",
+              file=sys.stderr)  # fmt: skip
+        return 130
     except (TypeError, ValueError, FileNotFoundError) as err:
         bar.close()
         print(f"lesde train: {err}", file=sys.stderr)
