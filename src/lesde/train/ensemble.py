@@ -473,6 +473,7 @@ class _Prepared:
     y_val: torch.Tensor
     probes: Probes
     x_probe: torch.Tensor
+    x_eval: torch.Tensor  # probes then validation images
     ck_steps: np.ndarray
     layout: dict
     coords: dict
@@ -587,6 +588,7 @@ def _prepare(data: Dataset, cfg: TrainConfig) -> _Prepared:
         y_val=torch.as_tensor(y_val, device=device),
         probes=probes,
         x_probe=torch.as_tensor(probes.x).to(**kw),
+        x_eval=torch.as_tensor(np.concatenate([probes.x, x_val])).to(**kw),
         ck_steps=ck,
         layout=layout,
         coords=coords,
@@ -596,10 +598,15 @@ def _prepare(data: Dataset, cfg: TrainConfig) -> _Prepared:
 
 def _evaluate(eng: EnsembleCNN, prep: _Prepared) -> dict[str, np.ndarray]:
     """Probe logits/features and validation loss/accuracy of every trial."""
-    logits, feats = eng.forward_shared(prep.x_probe)
-    out = {"probe_logits": logits.cpu().numpy(), "probe_features": feats.cpu().numpy()}
+    P = prep.x_probe.shape[0]
+    # probes and validation images in one pass: the FC weights are read once
+    logits, feats = eng.forward_shared(prep.x_eval)  # (R, P + N_val, K), (R, P + N_val, F)
+    out = {
+        "probe_logits": logits[:, :P].cpu().numpy(),
+        "probe_features": feats[:, :P].cpu().numpy(),
+    }
     if prep.y_val.numel():
-        vl, _ = eng.forward_shared(prep.x_val)  # (R, N_val, K)
+        vl = logits[:, P:]  # (R, N_val, K)
         logp = torch.log_softmax(vl.double(), -1)
         yv = prep.y_val.view(1, -1, 1).expand(eng.R, -1, 1)
         out["val_loss"] = (-logp.gather(-1, yv)).mean((1, 2)).cpu().numpy()
