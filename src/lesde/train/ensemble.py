@@ -358,9 +358,14 @@ class EnsembleCNN:
         g5.scatter_add_(-1, yi, torch.full_like(yi, -1.0, dtype=g5.dtype))
         if B > 1:
             g5.div_(B)
+        # SGD on the FC weights right after each one's last read (W ← W − lr·gᵀh, fused
+        # into the gradient product), while W is still in cache (9.6 MB for 50 trials' fc1)
         g4 = aten.threshold_backward(torch.bmm(g5, self.W5), h4, 0)  # (R, B, 84)
+        self._fc_update(self.W5, g5, h4, lr)
         g3 = aten.threshold_backward(torch.bmm(g4, self.W4), h3, 0)  # (R, B, 120)
+        self._fc_update(self.W4, g4, h3, lr)
         gf = torch.bmm(g3, self.W3)  # (R, B, 400)
+        self._fc_update(self.W3, g3, f, lr)
         gp2 = aten.threshold_backward(gf.transpose(0, 1).reshape(r2.shape), r2, 0)
         ga2 = aten.max_pool2d_with_indices_backward(
             gp2.contiguous(memory_format=self.mf), a2, [2, 2], [2, 2], [0, 0], [1, 1], False, i2
@@ -395,17 +400,6 @@ class EnsembleCNN:
             R,
             [False, True, True],
         )
-        # SGD: FC weights updated inside the gradient matmul (W ← W − lr·gᵀh)
-        if B == 1:
-            # rank-1 gradient: an outer-product update reads and writes W once and is
-            # ~40% faster than the K=1 matmul (measured)
-            self.W5.addcmul_(g5.transpose(1, 2), h4, value=-lr)
-            self.W4.addcmul_(g4.transpose(1, 2), h3, value=-lr)
-            self.W3.addcmul_(g3.transpose(1, 2), f, value=-lr)
-        else:
-            self.W5.baddbmm_(g5.transpose(1, 2), h4, alpha=-lr)
-            self.W4.baddbmm_(g4.transpose(1, 2), h3, alpha=-lr)
-            self.W3.baddbmm_(g3.transpose(1, 2), f, alpha=-lr)
         torch._foreach_add_(
             [self.W1, self.b1, self.W2, self.b2, self.b3, self.b4, self.b5],
             [
@@ -420,6 +414,16 @@ class EnsembleCNN:
             alpha=-lr,
         )
         return z, loss
+
+    @staticmethod
+    def _fc_update(W: torch.Tensor, g: torch.Tensor, h: torch.Tensor, lr: float) -> None:
+        """W ← W − lr · gᵀh for W (R, n_out, n_in), g (R, B, n_out), h (R, B, n_in)."""
+        if g.shape[1] == 1:
+            # rank-1 gradient: the outer-product update reads and writes W once and is
+            # ~40% faster than the K=1 matmul (measured)
+            W.addcmul_(g.transpose(1, 2), h, value=-lr)
+        else:
+            W.baddbmm_(g.transpose(1, 2), h, alpha=-lr)
 
     @torch.no_grad()
     def forward_shared(
