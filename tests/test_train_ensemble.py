@@ -247,7 +247,7 @@ def test_train_ensemble_type_checks():
 def test_label_corruption_applies_to_training_labels_only(monkeypatch):
     import lesde.data
 
-    def corrupt(y, p_err, *, seed):
+    def corrupt(y, p_err, *, seed, n_classes):
         # stand-in with the datasets issue's signature: shift a p_err share of labels by one
         y = np.asarray(y)
         changed = np.zeros(y.size, dtype=bool)

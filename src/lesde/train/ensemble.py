@@ -514,7 +514,8 @@ def _prepare(data: Dataset, cfg: TrainConfig) -> _Prepared:
         from lesde.data import corrupt_labels
 
         cseed = int(_seed_seq(cfg.seed, 3).generate_state(1)[0])
-        y_train = np.asarray(corrupt_labels(y_clean, cfg.p_err, seed=cseed)[0], dtype=np.int64)
+        y_new = corrupt_labels(y_clean, cfg.p_err, seed=cseed, n_classes=K)[0]
+        y_train = np.asarray(y_new, dtype=np.int64)
     spec = CNNSpec(
         in_channels=int(x_tr.shape[1]),
         n_classes=K,
