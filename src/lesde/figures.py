@@ -87,10 +87,13 @@ def _single_run(run_dir: Path, summary: dict, out: Path) -> list[Path]:
         sample_t, sample_proj, sample_label = steps[si], z[ri, si] @ nu, y[ri, si]
     except (OSError, KeyError, ValueError, ImportError):
         pass  # the record may have been deleted; the figure still shows the means
-    dyn.plot_projection(
+    ax = dyn.plot_projection(
         ts, xbar @ nu, sample_t=sample_t, sample_proj=sample_proj, sample_label=sample_label,
-        sim_proj=sim["mean_own_L"] @ nu, class_names=names, ax=fig.add_subplot(1, 2, 2),
+        class_names=names, ax=fig.add_subplot(1, 2, 2),
     )  # fmt: skip
+    ax.plot(sim["ts"], sim["mean_own_L"] @ nu, color="k", ls="--", lw=1,
+            label="simulated (L-model)")  # fmt: skip
+    ax.legend(fontsize=7)
     fig.axes[-1].set_title(f"projection on ν ∝ X̄(T) of {names[k]} − X̄(T) of {names[l]}")
     _save(fig, out, "fig1_trajectories", written)
 
@@ -108,7 +111,7 @@ def _single_run(run_dir: Path, summary: dict, out: Path) -> list[Path]:
     for i, H in enumerate(("I", "L")):
         for c in range(K):
             dyn.plot_simulated_vs_genuine(
-                ts, sim[f"mean_paper_{H}"], sim[f"sd_paper_{H}"], xbar, c,
+                sim["ts"], sim[f"mean_paper_{H}"], sim[f"sd_paper_{H}"], sim["xbar"], c,
                 title=f"{names[c]}: rates from {H}-model", ax=axes[i, c],
             )  # fmt: skip
     _save(fig, out, "fig5_simulated", written)
@@ -116,9 +119,9 @@ def _single_run(run_dir: Path, summary: dict, out: Path) -> list[Path]:
     # RD
     fig, ax = plt.subplots(figsize=(6, 4))
     frac = summary.get("simulate", {}).get("late_fraction", 0.25)
-    late_from = ts[-max(1, int(round(frac * ts.size)))]
+    late_from = sim["ts"][-max(1, int(round(frac * sim["ts"].size)))]
     dyn.plot_rd(
-        ts,
+        sim["ts"],
         {
             "I-model (own rates)": sim["rd_own_I"],
             "L-model (own rates)": sim["rd_own_L"],

@@ -8,8 +8,8 @@ carry no information; the paper finds the transition there (validation metrics) 
 r̂_γ crossing 1 near 0.6 (Theorem 3.1).
 
 Scales follow `lesde.experiments.geomnist` with fewer trials per point (the sweep has
-10 points): default 16 trials × 4000 steps per point (6.4·10⁵ trial-steps in all,
-~1–2 minutes of training on two quiet cores).
+10 points): default 12 trials × 10⁴ steps per point (1.2·10⁶ trial-steps in all,
+~2–3 minutes of training on two quiet cores).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ __all__ = ["Config", "P_ERRS", "run"]
 
 P_ERRS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 2 / 3, 0.7, 0.8)
 # scale -> (trials, steps) per point; other counts as geomnist's scale
-_POINT_SIZE = {"tiny": (3, 200), "default": (16, 4000), "paper": (100, 100_000)}
+_POINT_SIZE = {"tiny": (3, 200), "default": (12, 10000), "paper": (100, 100_000)}
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Sample size: GeoMNIST with several n per class (paper §4.1 varies it).
 
 Each n gets its own ensemble; the figure shows final validation accuracy and the tail
-indices against n. Default: n ∈ {30, 100, 300} with 16 trials × 4000 steps each.
+indices against n. Default: n ∈ {30, 100, 300} with 12 trials × 10⁴ steps each.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from lesde.experiments.pipeline import run_points
 __all__ = ["Config", "run"]
 
 _DEFAULT_N = {"tiny": (10, 20), "default": (30, 100, 300), "paper": (100, 300, 1000, 3000)}
-_POINT_SIZE = {"tiny": (3, 200), "default": (16, 4000), "paper": (100, 100_000)}
+_POINT_SIZE = {"tiny": (3, 200), "default": (12, 10000), "paper": (100, 100_000)}
 
 
 @dataclass(frozen=True)
