@@ -155,3 +155,34 @@ def test_pipeline_config_validates(kwargs, match):
 def test_crossing():
     assert pl.crossing([0, 1, 2], [0.0, 0.5, 2.0], 1.0) == pytest.approx(1 + 0.5 / 1.5)
     assert pl.crossing([0, 1], [0.0, 0.5], 1.0) is None
+
+
+def test_lesde_run_geomnist_tiny_end_to_end(tmp_path):
+    """`lesde run geomnist --scale tiny`: real training, every stage, figures, report."""
+    from lesde.cli import app
+
+    out = tmp_path / "g"
+    assert app(["run", "geomnist", "--scale", "tiny", "--out", str(out)]) == 0
+    s = pl.load_summary(out)
+    assert all(s["stages"][st]["done"] for st in pl.STAGES)
+    assert (out / "train" / "meta.json").exists() and (out / "report.html").exists()
+    assert (out / "figures" / "fig3_estimates.pdf").exists()
+    key = s["key"]
+    assert 0.0 <= key["val_acc_final"] <= 1.0
+    for k in ("r_alpha_L", "rd_late_I", "rd_late_L"):
+        assert np.isfinite(key[k])
+    assert s["analyse"]["direct"]["available"]
+    est = pl.load_npz(out / "estimates.npz")
+    assert est["xbar"].shape[1:] == (3, 3) and est["xbar_trials"].shape[0] == 4
+    # resuming a finished run recomputes nothing
+    before = s["stages"]
+    assert app(["run", "geomnist", "--scale", "tiny", "--out", str(out)]) == 0
+    assert pl.load_summary(out)["stages"] == before
+
+
+def test_lesde_run_rejects_unknown_experiment(capsys):
+    from lesde.cli import app
+
+    with pytest.raises(SystemExit):
+        app(["run", "mnist"])
+    assert "invalid choice" in capsys.readouterr().err
