@@ -91,8 +91,10 @@ def _single_run(run_dir: Path, summary: dict, out: Path) -> list[Path]:
         ts, xbar @ nu, sample_t=sample_t, sample_proj=sample_proj, sample_label=sample_label,
         class_names=names, ax=fig.add_subplot(1, 2, 2),
     )  # fmt: skip
-    ax.plot(sim["ts"], sim["mean_own_L"] @ nu, color="k", ls="--", lw=1,
-            label="simulated (L-model)")  # fmt: skip
+    sim_proj = sim["mean_own_L"] @ nu  # (T', K)
+    for c in range(K):
+        ax.plot(sim["ts"], sim_proj[:, c], color="k", ls="--", lw=1,
+                label="simulated (L-model, from t₀)" if c == 0 else None)  # fmt: skip
     ax.legend(fontsize=7)
     fig.axes[-1].set_title(f"projection on ν ∝ X̄(T) of {names[k]} − X̄(T) of {names[l]}")
     _save(fig, out, "fig1_trajectories", written)

@@ -64,6 +64,9 @@ def plot_trajectories_3d(xbar: Any, *, class_names=None, ax=None):
     ax.set_xlabel("logit 1")
     ax.set_ylabel("logit 2")
     ax.set_zlabel("logit 3")
+    # look down the 1-vector: the direction the softmax ignores is hidden and the K = 3
+    # margin directions d_l appear 120° apart
+    ax.view_init(elev=35.26, azim=45)
     ax.set_title("class-mean logits X̄ᵏ(t) (o start, * end)")
     ax.legend(fontsize=7, loc="upper left")
     return ax
@@ -223,14 +226,15 @@ def plot_direct_vs_inverted(
         alpha_inv, beta_inv: (T,) α̂(t), β̂(t) from the L-model inversion.
     """
     ax = _ax(ax)
-    for name, d, inv, c in (
-        ("α̂", alpha_d, alpha_inv, "tab:blue"),
-        ("β̂", beta_d, beta_inv, "tab:red"),
+    for name, d, inv, c, shift in (
+        ("α̂", alpha_d, alpha_inv, "tab:blue", 0.93),
+        ("β̂", beta_d, beta_inv, "tab:red", 1.07),  # side by side on the log axis
     ):
         d = np.asarray(d, dtype=float)
         med = np.nanmedian(d, axis=0)
         q1, q3 = np.nanpercentile(d, [25, 75], axis=0)
-        ax.errorbar(steps, med, yerr=[med - q1, q3 - med], fmt="o", ms=3, color=c, capsize=2,
+        ax.errorbar(np.asarray(steps) * shift, med, yerr=[med - q1, q3 - med], fmt="o", ms=3,
+                    color=c, capsize=2,
                     label=f"{name} direct (median, quartiles)")  # fmt: skip
         pos = np.asarray(ts) > 0
         ax.plot(np.asarray(ts)[pos], np.asarray(inv)[pos], color=c, lw=1.2,
