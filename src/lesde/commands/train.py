@@ -88,7 +88,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--chunk-steps", type=int, default=500, help="steps per written chunk (resume granularity)"
     )
     parser.add_argument("--cifar-root", default=None, help="directory of the CIFAR-10 files")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (= parallel blocks of trials)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

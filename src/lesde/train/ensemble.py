@@ -103,8 +103,9 @@ class TrainConfig:
             None: all.
         chunk_steps: steps per written chunk; also the resume granularity.
         n_groups: blocks of trials advanced in parallel threads (one intra-op thread
-            each); None: one per torch CPU thread (1 on CUDA). Results can differ in the
-            last float bits between group counts; a resumed run reuses its count.
+            each; ``torch.set_num_threads(1)`` holds while training and is restored
+            after); None: one per torch CPU thread (1 on CUDA). Results can differ in
+            the last float bits between group counts; a resumed run reuses its count.
     """
 
     n_trials: int = 100
