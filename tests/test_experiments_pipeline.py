@@ -186,3 +186,13 @@ def test_lesde_run_rejects_unknown_experiment(capsys):
     with pytest.raises(SystemExit):
         app(["run", "mnist"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_lesde_run_cifar_without_data_says_how_to_get_it(tmp_path, monkeypatch, capsys):
+    from lesde.cli import app
+
+    monkeypatch.delenv("LESDE_DATA", raising=False)
+    assert app(["run", "cifar", "--out", str(tmp_path / "c")]) == 1
+    err = capsys.readouterr().err
+    assert "--cifar-root" in err and "LESDE_DATA" in err
+    assert not (tmp_path / "c" / "train").exists()  # failed before any training
