@@ -62,6 +62,7 @@ _KEY_LABELS: dict[str, tuple[str, str]] = {
     "direct_alpha_sign_agrees": ("direct α̂ sign = inverted", "step-level vs L-inversion"),
     "val_acc_transition": ("p_err where accuracy falls", "crosses (1 + 1/K)/2, interpolated"),
     "r_gamma_L_crosses_1_at": ("p_err where r̂_γ crosses 1", "L-model, interpolated"),
+    "r_gamma_I_crosses_1_at": ("p_err where r̂_γ crosses 1", "I-model, interpolated"),
 }
 
 
