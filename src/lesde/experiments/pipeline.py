@@ -843,8 +843,13 @@ def make_train_fn(spec: TrainSpec, *, progress: bool = True) -> Callable[[Path],
         if progress:
             from tqdm import tqdm
 
+            done = 0  # steps already in the store when resuming
+            meta = Path(train_dir) / "meta.json"
+            if meta.exists():
+                done = int(json.loads(meta.read_text()).get("steps_done", 0))
             bar = tqdm(
-                total=spec.n_steps * spec.n_trials, unit="trial-step", unit_scale=True,
+                total=spec.n_steps * spec.n_trials, initial=done * spec.n_trials,
+                unit="trial-step", unit_scale=True,
                 desc=f"train {spec.data} ({spec.n_trials} trials)", mininterval=1.0,
             )  # fmt: skip
         try:
