@@ -171,36 +171,56 @@ def _ellipse_coverage(
     np.clip(cov, 0.0, 1.0, out=cov)
 
 
-def _reflect_taps(size: int, radius: int) -> np.ndarray:
-    """(2R+1, size·size) float32 0/1 matrix: tap t of output pixel i reads input pixel j.
+def _reflect_taps(size: int, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Where each tap of the 1-D blur lands in the (size × size) matrix G.
 
-    Source index i + t − R is reflected at the borders (half-sample symmetric, as
-    ``scipy.ndimage``'s default 'reflect' mode).
+    Row i of G reads input pixel i + t for taps t ∈ [−R, R], reflected at the borders
+    (half-sample symmetric, as ``scipy.ndimage``'s default 'reflect' mode). Entry
+    (i, j) gets the direct tap t = j − i when |j − i| ≤ R, plus at most one reflected
+    tap near each border (size > 2R).
+
+    Returns:
+        ``direct`` (size·size,) tap index per entry of G (2R + 1: none, a zero weight),
+        ``pos`` (M,) flat entries with a reflected tap and ``tap`` (M,) its index; the
+        entries in ``pos`` are distinct; and R.
     """
     t = np.arange(-radius, radius + 1)
-    k = np.arange(size)[:, None] + t[None, :]  # (size, 2R+1) source index before reflection
-    k = np.where(k < 0, -k - 1, np.where(k >= size, 2 * size - k - 1, k))
-    taps = np.zeros((t.size, size, size), dtype=_F32)
-    taps[np.broadcast_to(t + radius, (size, t.size)), np.arange(size)[:, None], k] = 1.0
-    return taps.reshape(t.size, size * size)
+    i = np.arange(size)[:, None]
+    diff = np.arange(size)[None, :] - i  # (size, size): j − i
+    direct = np.where(np.abs(diff) <= radius, diff + radius, 2 * radius + 1).ravel()
+    k = i + t[None, :]  # (size, 2R+1) source index before reflection
+    refl = (k < 0) | (k >= size)
+    j = np.where(k < 0, -k - 1, 2 * size - k - 1)  # reflected source index
+    rows, taps = np.nonzero(refl)
+    pos = rows * size + j[rows, taps]
+    assert np.unique(pos).size == pos.size  # one reflected tap per entry (size > 2R)
+    return direct, pos, taps, radius
 
 
-def _blur_matrices(sigma: np.ndarray, taps: np.ndarray, out: np.ndarray) -> None:
+def _blur_matrices(
+    sigma: np.ndarray, taps: tuple[np.ndarray, np.ndarray, np.ndarray, int], out: np.ndarray
+) -> None:
     """Per-image 1-D Gaussian blur as (size × size) matrices G_b, written into ``out``.
 
-    Row i of G_b holds the normalised weights exp(−t²/2σ_b²), |t| ≤ R, at the reflected
+    Row i of G_b holds the normalised weights exp(−t²/2σ_b²), |t| ≤ R, at the (reflected)
     source columns, so that ``G_b X G_bᵀ`` is the separable 2-D Gaussian filter of X.
+    Built by gathers, not a matmul: a (b × 9) @ (9 × size²) product is large enough for
+    OpenBLAS to go multi-threaded, which crawls when other processes hold the cores.
 
     Args:
         sigma: (b,) standard deviations in pixels.
-        taps: (2R+1, size·size) from `_reflect_taps`.
+        taps: from `_reflect_taps`.
         out: (b, size, size) float32.
     """
-    radius = (taps.shape[0] - 1) // 2
+    direct, pos, tap, radius = taps
     t = np.arange(-radius, radius + 1)
     w = np.exp(-0.5 * (t[None, :] / sigma[:, None]) ** 2)  # (b, 2R+1)
     w /= w.sum(axis=1, keepdims=True)
-    np.matmul(w.astype(_F32), taps, out=out.reshape(out.shape[0], -1))
+    w_ext = np.zeros((w.shape[0], w.shape[1] + 1), dtype=_F32)  # last column: no tap
+    w_ext[:, :-1] = w
+    flat = out.reshape(out.shape[0], -1)  # (b, size²) view
+    np.take(w_ext, direct, axis=1, out=flat)
+    flat[:, pos] += w_ext[:, tap]  # distinct positions: no lost updates
 
 
 def _render_chunk(
@@ -210,7 +230,7 @@ def _render_chunk(
     shift: np.ndarray,
     sigma: np.ndarray,
     out: np.ndarray,
-    taps: np.ndarray,
+    taps: tuple[np.ndarray, np.ndarray, np.ndarray, int],
 ) -> None:
     """Draw a chunk of images into ``out`` (b, size, size); see `render_shapes`."""
     b, size = out.shape[0], out.shape[-1]
@@ -237,7 +257,7 @@ def _render_chunk(
     np.clip(out, 0.0, 1.0, out=out)
 
 
-def _taps_for(size: int) -> np.ndarray:
+def _taps_for(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     # one support for all images: scipy's int(4σ + 0.5) at the largest σ (4 pixels at 32)
     return _reflect_taps(size, min(size - 1, int(_TRUNCATE * SIGMA_RANGE[1] * size / 32 + 0.5)))
 
