@@ -271,8 +271,8 @@ def _chunk_jobs(kind, theta, scale, shift, sigma, out, taps) -> list[tuple]:
 
 
 def _run_jobs(jobs: list[tuple]) -> None:
-    # One thread: the batched matmul of the blur (half the time) does not run in parallel
-    # in numpy threads (measured: 2 threads were 5-10% slower than 1 on 2 cores).
+    # One thread: chunks on a 2-thread pool were 5-10% slower than serial in every
+    # measurement here (shared 2-core machine, load 1-3); simpler and no worse.
     for job in jobs:
         _render_chunk(*job)
 
