@@ -341,3 +341,12 @@ def test_registry_loads_cifar10_with_generic_counts(py_root):
     assert prov["options"]["n_train_per_class"] == 6
     assert set(prov["sha256"]) == {"x_train", "y_train", "x_val", "y_val"}
     json.dumps(prov)
+
+
+def test_cli_show_cifar10_from_fixture(py_root, tmp_path):
+    from lesde.cli import app
+
+    out = tmp_path / "cifar.png"
+    argv = ["data", "show", "cifar10", "--cifar-root", str(py_root), "--n", "3", "--out", str(out)]
+    assert app([*argv, "--classes", "2", "5"]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -108,3 +108,8 @@ def test_plot_samples_grid_layout():
     assert rgb.shape == (18, 18, 3) and rgb.min() >= 0 and rgb.max() <= 1
     ax = plot_samples(d.x_train, d.y_train, d.class_names, n_per_class=4)
     assert [t.get_text() for t in ax.get_yticklabels()] == list(d.class_names)
+
+
+def test_cli_rejects_classes_for_geomnist(capsys):
+    assert app(["data", "show", "geomnist", "--classes", "0", "1"]) == 1
+    assert "--classes" in capsys.readouterr().err
