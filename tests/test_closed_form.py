@@ -5,9 +5,8 @@ import pytest
 
 import lesde
 
-# The functions come from their module: `lesde.closed_form` (the lazy package attribute)
-# is shadowed by the submodule once anything imports `lesde.closed_form` directly; see
-# test_package_attribute_is_the_function below.
+# The functions come from their module; `lesde.closed_form` is the same function (see
+# test_package_attribute_is_the_function below).
 from lesde.closed_form import class_margins, closed_form, integrated_rates
 
 # solve_ode at rtol=1e-12 (DOP853) is accurate to ~1e-11 relative on these smooth, short
@@ -101,14 +100,9 @@ def test_closed_form_bad_inputs():
         closed_form(m, np.ones((2, 2)), [1.0, 0.0])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug in lesde/__init__.py (lead): importing the submodule "
-    "lesde.closed_form rebinds the package attribute `closed_form` to the module, so "
-    "`lesde.closed_form(...)` is not callable; remove this marker once fixed",
-)
 def test_package_attribute_is_the_function():
     import importlib
 
     importlib.import_module("lesde.closed_form")
     assert callable(lesde.closed_form)
+    assert lesde.closed_form is closed_form

@@ -18,6 +18,28 @@ def test_two_parameter_le_matrix_and_drift_shapes():
     assert m.drift(np.linspace(0, 1, 4)).shape == (4, 6, 6)
 
 
+def test_scalar_only_callables_are_evaluated_point_by_point():
+    # math.exp and float() raise TypeError on arrays; the model must fall back to calling
+    # them once per time point and give exactly the vectorised answer.
+    import math
+
+    ts = np.array([0.0, 0.5, 2.0])
+    m = lesde.LEModel(2, 2, alpha=lambda t: math.exp(-t), beta=lambda t: -0.1 * float(t))
+    a, b = m.rates(ts)
+    np.testing.assert_array_equal(a, np.exp(-ts))
+    np.testing.assert_array_equal(b, -0.1 * ts)
+
+    def E(t):
+        t = float(t)  # TypeError for arrays of more than one element
+        return np.array([[1.0 + t, -t], [0.5, 2.0]])
+
+    m = lesde.LEModel(2, 2, E=E)
+    got = m.le_matrix(ts)
+    assert got.shape == (3, 2, 2)
+    for i, t in enumerate(ts):
+        np.testing.assert_array_equal(got[i], E(t))
+
+
 def test_drift_blocks_are_W_E_H():
     # I-model: block (k, l) = W_kl E_kl I_p with W = 1/K by default.
     m = lesde.LEModel(2, 3, alpha=2.0, beta=-1.0)

@@ -7,8 +7,6 @@ import pytest
 
 import lesde
 from lesde import LEModel, simulate_from_estimates, solve_ode
-
-# `lesde.closed_form` is shadowed by the submodule of that name once it is imported
 from lesde.closed_form import closed_form
 
 

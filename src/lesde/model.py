@@ -59,7 +59,13 @@ def _check_rate(name: str, value: Rate | None) -> Rate | None:
 
 def _eval_rate(rate: Rate, t: np.ndarray) -> np.ndarray:
     if callable(rate):
-        out = np.asarray(rate(t), dtype=float)
+        try:
+            out = np.asarray(rate(t), dtype=float)
+        except (TypeError, ValueError):
+            if t.ndim == 0:
+                raise
+            # a scalar-only callable (math.exp, an `if t < ...` branch): point by point
+            out = np.array([float(rate(float(s))) for s in t.ravel()]).reshape(t.shape)
         if out.shape != t.shape:
             out = np.broadcast_to(out, t.shape).astype(float)
         return out
@@ -185,8 +191,11 @@ class LEModel:
             return a[..., None, None] * eye + b[..., None, None] * (1.0 - eye)
         if tt.ndim == 0:
             return np.asarray(self.E(float(tt)), dtype=float)
-        out = np.asarray(self.E(tt), dtype=float)
-        if out.shape == tt.shape + (K, K):
+        try:
+            out = np.asarray(self.E(tt), dtype=float)
+        except (TypeError, ValueError):
+            out = None  # a scalar-only callable: evaluated point by point below
+        if out is not None and out.shape == tt.shape + (K, K):
             return out
         return np.stack([np.asarray(self.E(float(s)), dtype=float) for s in tt.ravel()]).reshape(
             tt.shape + (K, K)
