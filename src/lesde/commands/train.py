@@ -167,37 +167,42 @@ def main(args: argparse.Namespace) -> int:
             options = {}
         total, initial, n_trials = args.trials * args.steps, 0, args.trials
 
-    bar = tqdm(
-        total=total,
-        initial=initial,
-        unit="trial-step",
-        unit_scale=True,
-        disable=args.no_progress,
-        smoothing=0.05,
-        desc="train",
-    )
+    # the bar appears with the first trained steps, not while data loads or input is
+    # checked (an error there should be the only thing printed)
+    bars: list = []
+
+    def progress(n: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, initial=initial, unit="trial-step", unit_scale=True,
+                             disable=args.no_progress, smoothing=0.05, desc="train"))  # fmt: skip
+        bars[0].update(n * n_trials)
+
+    def close_bar() -> None:
+        if bars:
+            bars[0].close()
+
     try:
         ds = run_training(
             out,
             cfg,
             data=data or "geomnist",
             data_options=options,
-            progress=lambda n: bar.update(n * n_trials),
+            progress=progress,
         )
     except TrainingDiverged as err:
-        bar.close()
+        close_bar()
         print(f"lesde train: diverged: {err} (run {out} marked diverged)", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
-        bar.close()
+        close_bar()
         print(f"lesde train: interrupted; continue with `lesde train --resume {out}`",
               file=sys.stderr)  # fmt: skip
         return 130
     except (TypeError, ValueError, FileNotFoundError) as err:
-        bar.close()
+        close_bar()
         print(f"lesde train: {err}", file=sys.stderr)
         return 2
-    bar.close()
+    close_bar()
     acc = ds["val_acc"].values[:, -1]
     print(
         f"wrote {out}: {ds.sizes['trial']} trials × {ds.sizes['step']} steps, "
