@@ -132,3 +132,30 @@ def test_run_writer_region_writes(tmp_path):
     assert (a[:, :3] == 1).all() and np.isnan(a[:, 3:]).all()
     w.mark_complete()
     assert open_run(tmp_path / "w").attrs["status"] == "complete"
+
+
+def test_atomic_writes_keep_old_file_on_failure_and_use_umask_permissions(tmp_path):
+    import os
+    from dataclasses import dataclass
+
+    from lesde.store import load_npz, save_npz_atomic, write_json_atomic
+
+    @dataclass
+    class Cfg:
+        a: tuple = (1, 2)
+
+    p = tmp_path / "x.json"
+    write_json_atomic(p, {"n": np.int64(3), "v": np.array([0.5]), "cfg": Cfg(), "f": np.nan})
+    got = json.loads(p.read_text())
+    assert np.isnan(got.pop("f"))  # NaN is kept (as JSON's NaN), not turned into null
+    assert got == {"n": 3, "v": [0.5], "cfg": {"a": [1, 2]}}
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (p.stat().st_mode & 0o777) == (0o666 & ~mask)  # not mkstemp's 0600
+    # a value JSON cannot hold fails the write: the old file stays whole, no temp is left
+    with pytest.raises(TypeError):
+        write_json_atomic(p, {"bad": object()})
+    assert json.loads(p.read_text())["n"] == 3
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["x.json"]
+    save_npz_atomic(tmp_path / "a.npz", x=np.arange(3))
+    np.testing.assert_array_equal(load_npz(tmp_path / "a.npz")["x"], np.arange(3))

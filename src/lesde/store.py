@@ -63,6 +63,7 @@ configuration (flattened, JSON-able), ``status`` and ``class_names``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -78,6 +79,9 @@ __all__ = [
     "RunWriter",
     "read_json",
     "write_json_atomic",
+    "save_npz_atomic",
+    "load_npz",
+    "jsonable",
     "run_status",
     "RECORD",
     "IncompleteRunError",
@@ -93,22 +97,55 @@ class IncompleteRunError(RuntimeError):
     """Raised by `open_run` on a run that has not finished (see ``allow_incomplete``)."""
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to ``path`` through a temporary file and ``os.replace``."""
+def _umask_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _replace_atomic(path: Path, suffix: str, write: Any, mode: str) -> None:
+    """Write ``path`` through a temporary file beside it, then ``os.replace``.
+
+    A reader sees the old file or the whole new one, never a part; a crash leaves at most
+    a hidden ``.NAME.*`` temporary file, removed here when the write itself fails.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=suffix)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
+        with os.fdopen(fd, mode) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _umask_mode())  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write ``obj`` as JSON (numpy values, paths and dataclasses converted) atomically."""
+
+    def write(f: Any) -> None:
+        json.dump(jsonable(obj), f, indent=2, allow_nan=True)
+        f.write("\n")
+
+    _replace_atomic(path, ".tmp", write, "w")
+
+
+def save_npz_atomic(path: Path, **arrays: Any) -> None:
+    """``np.savez`` to ``path`` atomically (temporary file, then ``os.replace``)."""
+    _replace_atomic(
+        path, ".npz", lambda f: np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()}), "wb"
+    )
+
+
+def load_npz(path: Path) -> dict[str, np.ndarray]:
+    """Read a ``.npz`` written by `save_npz_atomic` (no pickles)."""
+    with np.load(Path(path), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -164,7 +201,7 @@ class RunWriter:
                 raise FileNotFoundError(f"`resume`: no run at {self.path} (no {META})")
             if status != "running":
                 raise ValueError(f"`resume`: run {self.path} is already {status}")
-            if config is not None and read_json(self.path / CONFIG) != _jsonable(config):
+            if config is not None and read_json(self.path / CONFIG) != jsonable(config):
                 raise ValueError(
                     f"`resume`: the configuration differs from the one saved in "
                     f"{self.path / CONFIG}"
@@ -179,7 +216,7 @@ class RunWriter:
         if variables is None or config is None:
             raise ValueError("`variables` and `config` are required to create a run")
         self.path.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.path / CONFIG, _jsonable(config))
+        write_json_atomic(self.path / CONFIG, jsonable(config))
         group = zarr.open_group(self.path / RECORD, mode="w", zarr_format=3)
         for name, (dims, values) in (coords or {}).items():
             values = np.asarray(values)
@@ -209,9 +246,9 @@ class RunWriter:
                 dimension_names=dims,
                 fill_value=fill,
             )
-        group.attrs.update(_jsonable(dict(attrs or {})))
+        group.attrs.update(jsonable(dict(attrs or {})))
         self.group = group
-        self.meta = {"status": "running", "steps_done": 0, **_jsonable(dict(meta or {}))}
+        self.meta = {"status": "running", "steps_done": 0, **jsonable(dict(meta or {}))}
         write_json_atomic(self.path / META, self.meta)
 
     # ------------------------------------------------------------------ arrays
@@ -257,7 +294,7 @@ class RunWriter:
         return tensors, step
 
     def update_meta(self, **fields: Any) -> None:
-        self.meta.update(_jsonable(fields))
+        self.meta.update(jsonable(fields))
         write_json_atomic(self.path / META, self.meta)
 
     def mark_complete(self, **fields: Any) -> None:
@@ -334,13 +371,14 @@ def open_run(path: str | os.PathLike, *, allow_incomplete: bool = False):
     return ds
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
+    """`obj` with numpy values, paths, tuples and dataclasses turned into JSON types."""
     if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
+        return jsonable(obj.tolist())
     if isinstance(obj, np.bool_):
         return bool(obj)
     if isinstance(obj, np.integer):
@@ -349,4 +387,6 @@ def _jsonable(obj: Any) -> Any:
         return float(obj)
     if isinstance(obj, Path):
         return str(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return jsonable(dataclasses.asdict(obj))
     return obj

@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -43,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from lesde.store import jsonable, load_npz, save_npz_atomic, write_json_atomic
 
 __all__ = [
     "PipelineConfig",
@@ -127,61 +127,6 @@ class PipelineConfig:
 
 
 # ---------------------------------------------------------------- atomic files
-
-
-def _umask_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to ``path`` via a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(_jsonable(obj), f, indent=2, sort_keys=False, allow_nan=True)
-        f.write("\n")
-    os.chmod(tmp, _umask_mode())  # mkstemp creates 0600; give the usual permissions
-    os.replace(tmp, path)
-
-
-def save_npz_atomic(path: Path, **arrays: Any) -> None:
-    """``np.savez`` to ``path`` atomically (temporary file, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
-    with os.fdopen(fd, "wb") as f:
-        np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
-    os.chmod(tmp, _umask_mode())
-    os.replace(tmp, path)
-
-
-def load_npz(path: Path) -> dict[str, np.ndarray]:
-    """Read a ``.npz`` written by `save_npz_atomic` (no pickles)."""
-    with np.load(Path(path), allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return _jsonable(dataclasses.asdict(obj))
-    return obj
 
 
 def load_summary(run_dir: Path) -> dict[str, Any]:
@@ -705,8 +650,8 @@ def run_pipeline(
     run_dir.mkdir(parents=True, exist_ok=True)
     summary = load_summary(run_dir)
     summary.setdefault("experiment", experiment)
-    summary["config"] = _jsonable(config)
-    summary["pipeline"] = _jsonable(cfg)
+    summary["config"] = jsonable(config)
+    summary["pipeline"] = jsonable(cfg)
     summary.setdefault("stages", {})
     write_json_atomic(run_dir / SUMMARY, summary)
     train_dir = run_dir / "train"
@@ -946,8 +891,8 @@ def run_points(
     summary = load_summary(out)
     summary.update(
         experiment=experiment,
-        config=_jsonable(config),
-        pipeline=_jsonable(cfg),
+        config=jsonable(config),
+        pipeline=jsonable(cfg),
         parameter=parameter,
         n_classes=n_classes,
         tail_model="L",
