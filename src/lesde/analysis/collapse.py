@@ -17,6 +17,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from lesde.analysis._labelled import check_labelled
+
 __all__ = ["etf_deviation", "norm_spread", "neural_collapse", "CollapseMetrics"]
 
 
@@ -84,18 +86,8 @@ def neural_collapse(X: Any, y: Any) -> CollapseMetrics:
     Raises:
         ValueError: on bad shapes or values.
     """
-    X = np.asarray(X, dtype=float)
-    if X.ndim != 2:
-        raise ValueError(f"`X` must be (N, p), got shape {X.shape}")
-    if not np.all(np.isfinite(X)):
-        raise ValueError("`X` must be finite")
-    y = np.asarray(y)
-    if y.shape != (X.shape[0],):
-        raise ValueError(f"`y` must be ({X.shape[0]},) labels, got shape {y.shape}")
-    classes = np.unique(y)
+    X, y, classes = check_labelled(X, y)
     K = classes.size
-    if K < 2:
-        raise ValueError(f"`y` must contain at least 2 classes, got {K}")
     mu = np.stack([X[y == c].mean(axis=0) for c in classes])  # (K, p)
     mu_g = mu.mean(axis=0)
     centred = X - mu[np.searchsorted(classes, y)]  # (N, p), x − μ_{y}

@@ -13,24 +13,9 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linprog
 
+from lesde.analysis._labelled import check_labelled
+
 __all__ = ["pairwise_separable", "is_separable", "separable_pair"]
-
-
-def _check_xy(X: Any, y: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    X = np.asarray(X, dtype=float)
-    if X.ndim == 1:
-        X = X[:, None]  # (N,) -> (N, 1): p = 1
-    if X.ndim != 2 or X.shape[0] == 0:
-        raise ValueError(f"`X` must be (N, p) with N >= 1, got shape {X.shape}")
-    if not np.all(np.isfinite(X)):
-        raise ValueError("`X` must be finite")
-    y = np.asarray(y)
-    if y.shape != (X.shape[0],):
-        raise ValueError(f"`y` must be ({X.shape[0]},) labels, got shape {y.shape}")
-    classes = np.unique(y)
-    if classes.size < 2:
-        raise ValueError(f"`y` must contain at least 2 classes, got {classes.size}")
-    return X, y, classes
 
 
 def separable_pair(P: np.ndarray, Q: np.ndarray) -> bool:
@@ -83,7 +68,7 @@ def pairwise_separable(X: Any, y: Any) -> np.ndarray:
     Raises:
         ValueError: on bad shapes or non-finite points.
     """
-    X, y, classes = _check_xy(X, y)
+    X, y, classes = check_labelled(X, y, allow_1d=True)
     K = classes.size
     groups = [X[y == c] for c in classes]
     out = np.eye(K, dtype=bool)
@@ -95,7 +80,7 @@ def pairwise_separable(X: Any, y: Any) -> np.ndarray:
 
 def is_separable(X: Any, y: Any) -> bool:
     """True when every pair of classes of ``X`` (N, p) with labels ``y`` (N,) is separable."""
-    X, y, classes = _check_xy(X, y)
+    X, y, classes = check_labelled(X, y, allow_1d=True)
     groups = [X[y == c] for c in classes]
     # Early exit on the first non-separable pair.
     return all(
