@@ -121,6 +121,34 @@ def test_euler_maruyama_spread_and_mean():
     np.testing.assert_array_equal(again.mean, rd.mean)
 
 
+def test_euler_maruyama_across_chunks_and_prefetched_draws():
+    # K = 3, 500 paths: 466 steps per chunk, so 3000 steps cross six chunk boundaries, and
+    # each chunk's normals (2.1e6 numbers) are drawn on the thread pool while the previous
+    # chunk steps. Every summary must line up with its time and with the kept paths.
+    K, N, sigma = 3, 500, 1e-6
+    ts = np.linspace(0.0, 3.0, 3001)
+    x0 = _x0(K, K)
+    a, b = 0.4, -0.2  # strong drift: a state one step off moves by ~1e-3 ≫ σ√t/√N ~ 1e-7
+    save = [0, 465, 466, 467, 1000, 3000]
+    kw = dict(model="L", n_paths=N, init_noise=0.0, sigma=sigma, seed=3, save_at=save)
+    r = simulate_from_estimates(ts, a, b, x0, **kw)
+    ode = simulate_from_estimates(ts, a, b, x0, model="L", n_paths=1, init_noise=0.0)
+    assert np.all(np.abs(r.mean - ode.mean) <= 5 * r.sd / np.sqrt(N) + 1e-12)
+    for j, m in enumerate(save):
+        np.testing.assert_allclose(r.paths[j].mean(axis=0), r.mean[m], rtol=1e-12, atol=1e-15)
+        # atol: at t = 0 the sd is 0 up to rounding of O(1) states (~1e-14); later sds are
+        # ≥ 7e-7, where 1e-13 is a 1e-7 relative check
+        np.testing.assert_allclose(r.paths[j].std(axis=0, ddof=1), r.sd[m], rtol=1e-9, atol=1e-13)
+    again = simulate_from_estimates(ts, a, b, x0, **kw)
+    np.testing.assert_array_equal(again.mean, r.mean)
+    np.testing.assert_array_equal(again.sd, r.sd)
+    # without drift the spread is σ√t in law at every step, chunk boundaries included
+    # (sample sd: standard error ≈ sd/√(2N); 5 standard errors)
+    z = simulate_from_estimates(ts, 0.0, 0.0, x0, **{**kw, "sigma": 0.3})
+    sd_true = 0.3 * np.sqrt(ts)[:, None, None]
+    assert np.all(np.abs(z.sd - sd_true) <= 5 * sd_true / np.sqrt(2 * N) + 1e-12)
+
+
 @pytest.mark.parametrize(
     ("args", "kw", "match"),
     [

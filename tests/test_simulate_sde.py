@@ -222,6 +222,10 @@ def test_threaded_gaussian_source_is_deterministic_and_standard():
     # mean 0 (SE 1/sqrt(n)) and variance 1 (SE sqrt(2/n)), 5 SE each
     assert abs(a.mean()) < 5 / np.sqrt(n)
     assert abs(a.var() - 1) < 5 * np.sqrt(2 / n)
+    # an asynchronous fill gives the same numbers as a synchronous one
+    src = NormalSource(3, "float64")
+    wait = src.fill_async(np.empty(n))
+    np.testing.assert_array_equal(wait(), a)
     # the four streams are different streams (no repeated block)
     q = n // 4
     assert not np.array_equal(a[:q], a[q : 2 * q])

@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,6 +129,15 @@ class NormalSource:
 
     def fill(self, out: np.ndarray) -> np.ndarray:
         """Fill a C-contiguous array of the source's dtype with N(0, 1) in place."""
+        return self.fill_async(out)()
+
+    def fill_async(self, out: np.ndarray) -> Callable[[], np.ndarray]:
+        """Start filling ``out`` as `fill` does; returns a function that waits and gives it.
+
+        Large float64 fills run on the thread pool, so the caller can compute meanwhile.
+        Call the returned function before the next fill: the streams are then used in the
+        same order, and the numbers are those of `fill`.
+        """
         assert out.flags.c_contiguous and out.dtype == self.dtype
         if self._torch is None:
             flat = out.reshape(-1)  # a view: `out` is C-contiguous
@@ -139,12 +149,17 @@ class NormalSource:
                     _pool().submit(g.standard_normal, out=a)
                     for g, a in zip(self._rngs, parts, strict=True)
                 ]
-                for j in jobs:
-                    j.result()
+
+                def wait() -> np.ndarray:
+                    for j in jobs:
+                        j.result()
+                    return out
+
+                return wait
         else:
             t = self._torch.from_numpy(out)  # shares memory, no copy
             self._torch.randn(t.shape, out=t, generator=self._gen, dtype=t.dtype)
-        return out
+        return lambda: out
 
 
 def check_common(
