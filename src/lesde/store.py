@@ -216,7 +216,7 @@ class RunWriter:
         if variables is None or config is None:
             raise ValueError("`variables` and `config` are required to create a run")
         self.path.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.path / CONFIG, jsonable(config))
+        write_json_atomic(self.path / CONFIG, config)
         group = zarr.open_group(self.path / RECORD, mode="w", zarr_format=3)
         for name, (dims, values) in (coords or {}).items():
             values = np.asarray(values)
