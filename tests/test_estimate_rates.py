@@ -170,19 +170,22 @@ def _A_power(s, ts):
     return np.expm1((1 - s) * np.log1p(ts)) / (1 - s)
 
 
+@pytest.mark.parametrize("method", ["slope", "fit"])
 @pytest.mark.parametrize("s", [0.3, 0.7])
-def test_tail_index_slope_recovers_s(s):
+def test_tail_index_slope_recovers_s(s, method):
     ts = np.arange(T_TAIL + 1, dtype=float)
-    assert abs(tail_index(ts, _A_power(s, ts)) - s) < 0.05
+    assert abs(tail_index(ts, _A_power(s, ts), method=method) - s) < 0.05
     # a mostly negative series (e.g. B̂ when β < 0) gives the same answer
-    assert tail_index(ts, -_A_power(s, ts)) == pytest.approx(tail_index(ts, _A_power(s, ts)))
+    assert tail_index(ts, -_A_power(s, ts), method=method) == pytest.approx(
+        tail_index(ts, _A_power(s, ts), method=method)
+    )
 
 
 def test_tail_index_converging_integral():
     ts = np.arange(T_TAIL + 1, dtype=float)
     A = _A_power(1.2, ts)  # converges to 5: the rate is integrable
-    r_slope = tail_index(ts, A)
-    assert r_slope >= 0.95
+    r_slope = tail_index(ts, A, method="slope")
+    assert r_slope >= 0.95  # saturated: s = 1.2 reads as "just below 1"
     # the paper form tends to 1 only as log C / log t: log 4.3 / log 2e4 ≈ 0.15 short here
     r_paper = tail_index(ts, A, method="paper")
     assert r_paper == pytest.approx(1 - np.log(A[-1]) / np.log1p(ts[-1]), abs=1e-3)
@@ -196,7 +199,7 @@ def test_tail_index_paper_formula_and_its_bias():
     formula = 1 - np.mean(np.log(np.abs(A[win])) / np.log1p(ts[win]))
     assert tail_index(ts, A, method="paper") == pytest.approx(formula, rel=1e-14)
     # the paper form is biased by log C / log t (C = 1/0.7 here): slope is closer to s
-    assert abs(tail_index(ts, A) - 0.3) < abs(formula - 0.3)
+    assert abs(tail_index(ts, A, method="slope") - 0.3) < abs(formula - 0.3)
 
 
 def test_tail_index_default_window_short_grid():
@@ -206,7 +209,9 @@ def test_tail_index_default_window_short_grid():
     A_broken = A.copy()
     A_broken[:1800] = 1.0  # anything before the last 10% must not matter
     assert tail_index(ts, A_broken, method="paper") == tail_index(ts, A, method="paper")
-    assert tail_index(ts, A, t_range=(1000, 2000)) != tail_index(ts, A)
+    assert tail_index(ts, A, t_range=(1000, 2000), method="slope") != tail_index(
+        ts, A, method="slope"
+    )
 
 
 def test_tail_index_errors_and_empty_window():
@@ -218,6 +223,8 @@ def test_tail_index_errors_and_empty_window():
     with pytest.raises(ValueError, match="`series` must have shape"):
         tail_index(ts, ts[:-1])
     with pytest.warns(UserWarning, match="fewer than two usable points"):
+        assert np.isnan(tail_index(ts, ts, t_range=(500, 600), method="slope"))
+    with pytest.warns(UserWarning, match="fewer than 4 usable points"):
         assert np.isnan(tail_index(ts, ts, t_range=(500, 600)))
 
 

@@ -40,6 +40,8 @@ _EXPORTS: dict[str, str] = {
     "estimate_rates": "lesde.estimate.rates",
     "savgol_derivative": "lesde.estimate.rates",
     "tail_index": "lesde.estimate.rates",
+    "tail_fit": "lesde.estimate.tail",
+    "TailFit": "lesde.estimate.tail",
     "estimate_le_matrix": "lesde.estimate.le_matrix",
     "LEMatrixResult": "lesde.estimate.le_matrix",
     "direct_local_elasticity": "lesde.estimate.direct",

@@ -30,6 +30,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="root seed")
     parser.add_argument(
+        "--trials", type=int, default=None,
+        help="trials per run (per point of a sweep); default: the scale's (geomnist, label-noise)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--steps", type=int, default=None,
+        help="SGD steps per trial; default: the scale's (geomnist, label-noise)",
+    )  # fmt: skip
+    parser.add_argument(
         "--cifar-root",
         default=None,
         help="directory with cifar-10-batches-py/ or -bin/ (default: $LESDE_DATA)",
@@ -47,6 +55,15 @@ def build_config(name: str, args: argparse.Namespace):
     kwargs = {"scale": args.scale, "seed": args.seed}
     if name == "cifar":
         kwargs["root"] = args.cifar_root
+    for flag, field in (("trials", "n_trials"), ("steps", "n_steps")):
+        value = getattr(args, flag, None)
+        if value is None:
+            continue
+        if field not in mod.Config.__dataclass_fields__:
+            raise ValueError(f"--{flag} is not an option of `lesde run {name}`")
+        if value < 1:
+            raise ValueError(f"--{flag} must be a positive int, got {value}")
+        kwargs[field] = value
     return mod.Config(**kwargs)
 
 

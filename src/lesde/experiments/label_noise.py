@@ -36,22 +36,32 @@ class Config:
         scale: "tiny", "default" or "paper".
         seed: root seed (the same data and initialisations at every p_err).
         p_errs: the corruption ratios.
+        n_trials, n_steps: override the scale's trials and steps per point when not None
+            (the paper's length on a CPU: ``scale="paper", n_trials=20`` is 2·10⁷
+            trial-steps, the scale's 100 trials per point would be 10⁸).
     """
 
     scale: str = "default"
     seed: int = 0
     p_errs: tuple[float, ...] = P_ERRS
+    n_trials: int | None = None
+    n_steps: int | None = None
 
     def __post_init__(self) -> None:
         if self.scale not in _POINT_SIZE:
             raise ValueError(f"`scale` must be one of {sorted(_POINT_SIZE)}, got {self.scale!r}")
         if not self.p_errs or any(not 0 <= p <= 1 for p in self.p_errs):
             raise ValueError(f"`p_errs` must be values in [0, 1], got {self.p_errs!r}")
+        for name in ("n_trials", "n_steps"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"`{name}` must be a positive int or None, got {v!r}")
 
 
 def run(cfg: Config, out: Path | str, *, log=print) -> dict[str, Any]:
     """Run (or resume) the sweep in ``out``; returns the parent summary."""
     trials, steps = _POINT_SIZE[cfg.scale]
+    trials, steps = cfg.n_trials or trials, cfg.n_steps or steps
     base = geomnist.Config(scale=cfg.scale, seed=cfg.seed, n_trials=trials, n_steps=steps)
     points = [(p, geomnist.spec_for(replace(base, p_err=p))) for p in cfg.p_errs]
     return run_points(
