@@ -16,18 +16,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from lesde.sweep import DATASETS
 
     parser.add_argument(
-        "--datasets", nargs="+", default=["geomnist"], choices=DATASETS,
+        "--datasets",
+        nargs="+",
+        default=["geomnist"],
+        choices=DATASETS,
         help="datasets of the grid (default: geomnist)",
     )
     parser.add_argument(
-        "--p-err", nargs="+", type=float, default=[0.0, 1 / 3, 2 / 3],
+        "--p-err",
+        nargs="+",
+        type=float,
+        default=[0.0, 1 / 3, 2 / 3],
         help="label-corruption fractions in [0, 1] (default: 0 1/3 2/3)",
     )
     parser.add_argument(
         "--seeds", nargs="+", type=int, default=[0], help="one run per seed (default: 0)"
     )
     parser.add_argument(
-        "--scale", choices=("tiny", "default", "paper"), default="default",
+        "--scale",
+        choices=("tiny", "default", "paper"),
+        default="default",
         help="size of each point's run (default: default)",
     )
     parser.add_argument("--out", default="runs/sweep", help="sweep directory")

@@ -236,7 +236,7 @@ def simulate_sde(
     ts: Any,
     *,
     n_per_class: int,
-    sigma: float | np.ndarray,
+    sigma: float | np.ndarray | Callable,
     n_paths: int = 1,
     x0: Any,
     seed: int | None,
@@ -256,7 +256,10 @@ def simulate_sde(
         model: the `LEModel` giving M(t).
         ts: (T,) increasing time grid (iterations); step j goes from ts[j] to ts[j+1].
         n_per_class: n, particles per class.
-        sigma: Σ^{1/2}, a scalar (isotropic) or a (p, p) matrix applied to each particle.
+        sigma: Σ^{1/2}, a scalar (isotropic) or a (p, p) matrix applied to each particle;
+            or a callable σ(t) of the time grid giving an isotropic, time-varying scale
+            (evaluated at the left end t_j of each step: the increment has variance
+            σ(t_j)²·dt_j, the Euler–Maruyama rule).
         n_paths: independent runs, simulated together.
         x0: (K, p) class centres at ts[0]; particle i of class k starts at
             x0[k] + init_spread·ξ_i^k, ξ ~ N(0, I_p), so E X̄(0) = x0.
@@ -284,6 +287,9 @@ def simulate_sde(
     Raises:
         ValueError, TypeError: on bad arguments, naming them.
     """
+    sigma_t = None
+    if callable(sigma):
+        sigma_t, sigma = sigma, 1.0
     n, n_paths, S, spread = check_common(
         model,
         n_per_class=n_per_class,
@@ -315,6 +321,12 @@ def simulate_sde(
     dts = np.diff(t)  # (T-1,)
     # Propagators P_j = I + dt_j M(t_j), transposed for row-vector paths: (T-1, Kp, Kp)
     PT = _Propagators(model, t, dtype)
+    if sigma_t is not None:
+        # a scalar σ(t) is a change of the noise's clock: increments of variance σ_j²·dt_j
+        sig = _eval_sigma(sigma_t, t[:-1])  # (T-1,)
+        if dW is not None:
+            dW = dW * sig[None, :, None, None]
+        dts = dts * sig**2
     ST = S.T.astype(dtype)  # noise row-vectors times Σ^{1/2}ᵀ
 
     X0 = initial_particles(src, x0, n_paths, n, spread)  # (n_paths, K, n, p)
@@ -328,6 +340,17 @@ def simulate_sde(
     return SDEResult(
         ts=t, means=means, particles=particles, save_ts=t[save_index], save_index=save_index
     )
+
+
+def _eval_sigma(fn: Callable, t: np.ndarray) -> np.ndarray:
+    """σ(t_j) of a callable, vectorised or point by point: (T-1,) finite values >= 0."""
+    try:
+        v = np.broadcast_to(np.asarray(fn(t), dtype=float), t.shape).copy()
+    except (TypeError, ValueError):
+        v = np.array([float(fn(float(x))) for x in t])
+    if not np.all(np.isfinite(v)) or np.any(v < 0):
+        raise ValueError("`sigma(t)` must be finite and >= 0 on the grid")
+    return v
 
 
 def _match_times(save_ts: Any, t: np.ndarray) -> np.ndarray:
