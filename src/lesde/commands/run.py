@@ -113,6 +113,16 @@ def _run_separation(mod, cfg, out: Path, *, tiny: bool) -> None:
         curve = table[part]["curves"][-1]  # the longest horizon
         key[f"({part}) separable fraction at {name}={xs[0]:g}"] = curve["fraction"][0]
         key[f"({part}) separable fraction at {name}={xs[-1]:g}"] = curve["fraction"][-1]
+    rows = table.get("c", {}).get("rows", [])
+    for r in rows:
+        key[f"(c) r̂_γ {r['model']}-model at s={r['s']:g}"] = (
+            f"{r['s_hat']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]: {r['verdict']} "
+            f"(simulated: {r['fraction']:.0%} separable)"
+        )
+    if rows:
+        key["(c) verdicts matching the simulated separability"] = (
+            f"{sum(r['verdict_matches'] for r in rows)}/{len(rows)}"
+        )
     key["collapse"] = collapse.summary(res)
     summary = load_summary(out)
     summary.update(experiment="separation", config={"separation": table["config"]}, key=key)

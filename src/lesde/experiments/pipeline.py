@@ -683,6 +683,74 @@ def _stage_analyse(ds, rec: dict, est: dict, cfg: PipelineConfig) -> tuple[dict,
     d_arrays, d_numbers = _direct_le(ds, est)
     arrays.update(d_arrays)
     numbers["direct"] = d_numbers
+    try:
+        m_arrays, m_numbers = _margin_noise(Z, lab, K, est, cfg, sep)
+        arrays.update(m_arrays)
+        numbers["margin_noise"] = m_numbers
+    except ValueError as err:  # e.g. a class with < 2 probes
+        numbers["margin_noise"] = {"error": str(err)}
+    return arrays, numbers
+
+
+def _margin_noise(Z, lab, K: int, est: dict, cfg: PipelineConfig, sep) -> tuple[dict, dict]:
+    """Σ̂(t) from the train probes' within-class spread and the margin-to-noise ratio ρ(t)
+    under both H models (`lesde.estimate.diffusion`), beside the directly measured ratio
+    (per-trial class-mean gap over the spread) and the genuine separability."""
+    from lesde.estimate.diffusion import estimate_diffusion, margin_to_noise
+
+    cts = np.asarray(est["checkpoint_step"], dtype=float)
+    d = estimate_diffusion(cts, Z, lab, K)
+    ts, i0 = est["ts"], int(est["t0_index"])
+    span = None
+    if cfg.tail_fraction is not None:
+        span = (ts[-1] - cfg.tail_fraction * (ts[-1] - ts[0]), ts[-1])
+    x0 = est["xbar"][i0]  # (K, K)
+    gap0 = float(min(np.linalg.norm(x0[k] - x0[m]) for k in range(K) for m in range(k)))
+    arrays: dict[str, np.ndarray] = {
+        "diff_ts": cts, "diff_V": d.V, "diff_sigma2": d.sigma2, "mn_noise": np.sqrt(d.V),
+    }  # fmt: skip
+    numbers: dict[str, Any] = {
+        "gap0": gap0,
+        "t0": float(ts[i0]),
+        "V_initial": float(d.V[0]),
+        "V_final": float(d.V[-1]),
+        "separable_fraction_final": float(np.mean(sep)),
+    }
+    use = cts >= ts[i0]
+    for H in ("I", "L"):
+        G = np.interp(cts, ts, _fill_nan(est[f"A_{H}"] - est[f"B_{H}"]))
+        mn = margin_to_noise(
+            cts[use], d.V_trials[:, use], gap0, G[use], K, t_range=span, seed=cfg.seed
+        )
+        arrays[f"mn_ts_{H}"], arrays[f"mn_ratio_{H}"] = mn.ts, mn.ratio
+        numbers[H] = {
+            "slope": mn.slope,
+            "slope_ci": mn.slope_ci,
+            "verdict": mn.verdict,
+            "ratio_final": float(mn.ratio[-1]),
+            "t_range": list(mn.t_range),
+        }
+    # the measured ratio: each trial's smallest class-mean gap over its own spread
+    means = est["xbar_trials"]  # (R, C, K, K)
+    gaps = np.min([np.linalg.norm(means[:, :, k] - means[:, :, m], axis=-1)
+                   for k in range(K) for m in range(k)], axis=0)  # (R, C)  # fmt: skip
+    with np.errstate(divide="ignore", invalid="ignore"):
+        direct = np.median(gaps / np.sqrt(d.V_trials), axis=0)  # (C,)
+    arrays["mn_ratio_direct"] = direct
+    t1, t2 = span if span is not None else (cts[0], cts[-1])
+    win = (cts >= t1) & (cts <= t2) & np.isfinite(direct) & (direct > 0)
+    slope_d = float("nan")
+    if np.count_nonzero(win) >= 3:
+        slope_d = float(np.polyfit(np.log1p(cts[win]), np.log(direct[win]), 1)[0])
+    numbers["direct"] = {"slope": slope_d, "ratio_final": float(direct[-1])}
+    late = cts >= t1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pos = late & (d.sigma2 > 0)
+        numbers["sigma2_slope"] = (
+            float(np.polyfit(np.log1p(cts[pos]), np.log(d.sigma2[pos]), 1)[0])
+            if np.count_nonzero(pos) >= 3
+            else float("nan")
+        )
     return arrays, numbers
 
 
@@ -706,6 +774,16 @@ def key_numbers(summary: dict) -> dict[str, Any]:
         if H in est:
             for k in ("r_alpha", "r_beta", "r_gamma"):
                 key[f"{k}_{H}"] = est[H][k]
+                if f"{k}_ci" in est[H]:
+                    key[f"{k}_{H}_ci"] = est[H][f"{k}_ci"]
+            if "verdict" in est[H]:
+                key[f"verdict_tail_{H}"] = est[H]["verdict"]
+                key[f"r_gamma_below_1_{H}"] = est[H].get("r_gamma_below_1")
+        mn = ana.get("margin_noise", {}).get(H) if ana else None
+        if mn:
+            key[f"margin_noise_slope_{H}"] = mn["slope"]
+            key[f"margin_noise_slope_{H}_ci"] = mn["slope_ci"]
+            key[f"verdict_margin_noise_{H}"] = mn["verdict"]
     if sim:
         for H in ("I", "L"):
             key[f"rd_late_{H}"] = sim["rd_late"][H]
@@ -794,8 +872,45 @@ def run_pipeline(
         log(f"analyse: {time.perf_counter() - t:.1f} s")
 
     summary["key"] = key_numbers(summary)
+    summary["notes"] = verdict_notes(summary)
     write_json_atomic(run_dir / SUMMARY, summary)
     return summary
+
+
+def verdict_notes(summary: dict) -> list[str]:
+    """Plain-language notes on the separation verdicts of a run: each verdict with its
+    interval, and where the tail-index and margin-to-noise verdicts disagree, which one
+    the genuine separability (LP on the trained probes) supports."""
+    est = summary.get("estimate", {})
+    ana = summary.get("analyse", {})
+    mn_all = ana.get("margin_noise", {})
+    frac = ana.get("separable_fraction_final")
+    notes: list[str] = []
+    for H in ("I", "L"):
+        e, mn = est.get(H, {}), mn_all.get(H)
+        if "verdict" not in e:
+            continue
+        lo, hi = e["r_gamma_ci"]
+        text = (
+            f"{H}-model: r̂_γ = {e['r_gamma']:.3g}, 95 % interval [{lo:.3g}, {hi:.3g}] "
+            f"(bootstrap over trials; {e.get('r_gamma_below_1', float('nan')):.0%} of "
+            f'resamples below 1): tail-index verdict "{e["verdict"]}".'
+        )
+        if not e.get("r_gamma_identifiable", True):
+            text += " The fit's own interval reaches its search bound: s is not identified."
+        if mn:
+            slo, shi = mn["slope_ci"]
+            text += (
+                f" Margin-to-noise ratio ρ(t) grows like t^{mn['slope']:.3g} "
+                f'[{slo:.3g}, {shi:.3g}]: verdict "{mn["verdict"]}".'
+            )
+            if mn["verdict"] != e["verdict"] and frac is not None:
+                text += (
+                    f" The two verdicts disagree; genuinely, {frac:.0%} of the trials are "
+                    "separable at the end of training."
+                )
+        notes.append(text)
+    return notes
 
 
 # ---------------------------------------------------------------- training specs

@@ -6,6 +6,11 @@ linearly separable at the final time, with 95% Wilson intervals:
 (a) Theorem 2.1: K = 2, p = 1, constant α, β, swept over δ = α − β (threshold 0).
 (b) Theorem 3.1: K = 3, p ≥ K (default 3), I-model, α(t) = c(1+t)^{−s}, β = 0 (so
     γ = α), swept over the decay exponent s (threshold 1).
+(c) The theorem as a check of the estimator: on LE-SDE runs of (b)'s setting (K = 3,
+    I- and L-model), the estimation chain a user applies to a training record
+    (class means over runs → `estimate_ab` → `lesde.estimate.tail` with a bootstrap over
+    runs) gives r̂_γ with its interval against the true s, and its three-valued verdict
+    against the simulated separability of the same runs.
 
 The theorems are statements as t → ∞; at a finite horizon T the crossover sits where the
 class-mean gap (closed form, MATH.md §3) equals the Brownian width of the clouds
@@ -79,7 +84,17 @@ class Config:
         radius_b: class centres r·(e_k − 1/K); their distance r√2 ≈ 4.2 Brownian stds
             (σ√(1+t)) at s = 1, between "overlapping" and "apart" for n = 100.
         sigma_b: σ (the scale cancels with radius_b; kept for clarity).
-    Both:
+    Part (c), the estimator against the truth (c_b, radius_b, sigma_b as in (b)):
+        exponents_c: true s on both sides of 1.
+        models_c: H models simulated and inverted ("I", "L").
+        horizon_c: T = 1e4. The class means over runs carry noise σ√(t/(n·runs)); a
+            deviation that converges (s > 1) sinks into it at long horizons: at 1e4 it
+            is still ≥ 20× the noise for s ≤ 1.4 (at 1e6 only ~2× for s = 1.4).
+        n_steps_c: geometric grid (every 10th point is a checkpoint of the estimate).
+        n_runs_c: runs ("trials") whose mean is X̄ and which the bootstrap resamples.
+        n_boot_c: bootstrap resamples. The tail window is t ∈ [10, T], uniform in log t
+            on this grid.
+    All:
         n_runs: independent LE-SDE runs per grid point (200: Wilson 95% half-width ≤ 0.07).
         n_per_class: n particles per class.
         init_spread: std of the initial particles around their class centre.
@@ -98,6 +113,12 @@ class Config:
     radius_b: float = 3.0
     n_features_b: int = 3
     sigma_b: float = 1.0
+    exponents_c: tuple[float, ...] = (0.6, 0.8, 0.9, 1.1, 1.2, 1.4)
+    models_c: tuple[str, ...] = ("I", "L")
+    horizon_c: float = 1e4
+    n_steps_c: int = 2000
+    n_runs_c: int = 100
+    n_boot_c: int = 200
     n_runs: int = 200
     n_per_class: int = 100
     init_spread: float = 0.1
@@ -118,6 +139,18 @@ class Config:
         for name in ("horizons_a", "horizons_b"):
             if any(h <= 0 for h in getattr(self, name)):
                 raise ValueError(f"`{name}` must be > 0, got {getattr(self, name)}")
+        if any(m not in ("I", "L") for m in self.models_c) or not self.models_c:
+            raise ValueError(f"`models_c` must be a non-empty tuple of 'I'/'L', got "
+                             f"{self.models_c!r}")  # fmt: skip
+        object.__setattr__(self, "exponents_c", tuple(float(x) for x in self.exponents_c))
+        if any(not (math.isfinite(x) and x > 0) for x in self.exponents_c):
+            raise ValueError(f"`exponents_c` must be finite floats > 0, got {self.exponents_c}")
+        if not (math.isfinite(self.horizon_c) and self.horizon_c > 10):
+            raise ValueError(f"`horizon_c` must be a finite float > 10, got {self.horizon_c!r}")
+        for name in ("n_steps_c", "n_runs_c", "n_boot_c"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 10:
+                raise ValueError(f"`{name}` must be an int >= 10, got {v!r}")
         if self.dt_a > min(self.horizons_a):
             raise ValueError(f"`dt_a` must be <= min(horizons_a), got {self.dt_a}")
         if isinstance(self.n_features_b, bool) or not isinstance(self.n_features_b, int):
@@ -142,6 +175,11 @@ class Config:
             n_steps_b=1000,
             n_runs=30,
             n_per_class=50,
+            exponents_c=(0.7, 1.3),
+            models_c=("L",),
+            n_runs_c=30,
+            n_steps_c=1000,
+            n_boot_c=100,
         )
         base.update(overrides)
         return cls(**base)
@@ -235,10 +273,59 @@ def finite_time_crossover(cfg: Config, horizon: float) -> float:
     return 2.0 / horizon * math.log(width / gap0)
 
 
+def model_c(s: float, c: float, H: str, p: int = 3) -> LEModel:
+    """Part (c): (b)'s rates under the I- or L-model (the L-model needs p = K = 3)."""
+    return LEModel(3, 3 if H == "L" else p,
+                   alpha=lambda t: c * (1.0 + np.asarray(t)) ** (-s), beta=0.0, H=H)  # fmt: skip
+
+
+def estimate_point(cfg: Config, s: float, H: str, seed: int) -> dict[str, Any]:
+    """Part (c) at one s: simulate, estimate r̂_γ with its interval, measure separability.
+
+    Returns:
+        ``s_hat``, ``lo``, ``hi`` (bootstrap over runs, 95 %), ``profile`` [lo, hi] (the
+        fit's own interval), ``verdict``, ``n_separable`` of ``n_runs``.
+    """
+    import warnings
+
+    from lesde.estimate.ab import estimate_ab
+    from lesde.estimate.bootstrap import bootstrap_tail_indices, verdict
+    from lesde.estimate.tail import tail_fit
+
+    K = 3
+    p = 3 if H == "L" else cfg.n_features_b
+    ts = np.expm1(np.linspace(0.0, np.log1p(cfg.horizon_c), cfg.n_steps_c + 1))
+    x0 = np.zeros((K, p))
+    x0[:, :K] = cfg.radius_b * (np.eye(K) - 1.0 / K)
+    res = simulate_sde(
+        model_c(s, cfg.c_b, H, p), ts, n_per_class=cfg.n_per_class, sigma=cfg.sigma_b,
+        n_paths=cfg.n_runs_c, x0=x0, seed=seed, save_ts=[ts[-1]], init_spread=cfg.init_spread,
+    )  # fmt: skip
+    idx = np.arange(0, ts.size, 10)
+    tg, M = ts[idx], res.means[:, idx]  # (C,), (runs, C, K, p)
+    t_range = (10.0, float(ts[-1]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # |ratio| notes of the inversion
+        ab = estimate_ab(M.mean(axis=0), tg, model=H, t0_index=0)
+    fit = tail_fit(tg, ab.A - ab.B, t_range=t_range)
+    boot = bootstrap_tail_indices(M, np.ones(M.shape[:3]), tg, t0_index=0, t_range=t_range,
+                                  models=(H,), n_boot=cfg.n_boot_c, seed=seed)[H]  # fmt: skip
+    lo, hi = boot["r_gamma_ci"]
+    X = res.particles[:, -1]  # (runs, K, n, p)
+    y = np.repeat(np.arange(K), cfg.n_per_class)
+    n_sep = sum(is_separable(X[r].reshape(K * cfg.n_per_class, p), y) for r in range(X.shape[0]))
+    return {
+        "s_hat": fit.s, "lo": lo, "hi": hi, "profile": [fit.lo, fit.hi],
+        "verdict": verdict(lo, hi), "n_separable": int(n_sep), "n_runs": cfg.n_runs_c,
+    }  # fmt: skip
+
+
 def _points(cfg: Config) -> list[tuple[str, float, float]]:
-    return [("a", T, d) for T in cfg.horizons_a for d in cfg.deltas_a] + [
-        ("b", T, s) for T in cfg.horizons_b for s in cfg.exponents_b
-    ]
+    return (
+        [("a", T, d) for T in cfg.horizons_a for d in cfg.deltas_a]
+        + [("b", T, s) for T in cfg.horizons_b for s in cfg.exponents_b]
+        + [(f"c{H}", cfg.horizon_c, s) for H in cfg.models_c for s in cfg.exponents_c]
+    )
 
 
 def _key(part: str, horizon: float, x: float) -> str:
@@ -273,7 +360,7 @@ def run(
     if not isinstance(cfg, Config):
         raise TypeError(f"`cfg` must be a separation.Config, got {type(cfg).__name__}")
     path = None
-    done: dict[str, int] = {}
+    done: dict[str, Any] = {}
     config_json = dataclasses.asdict(cfg)
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
@@ -292,7 +379,9 @@ def run(
             continue
         seed = int(seeds[i].generate_state(1)[0])
         common = dict(n_runs=cfg.n_runs, n_per_class=cfg.n_per_class, seed=seed)
-        if part == "a":
+        if part.startswith("c"):
+            done[key] = estimate_point(cfg, x, part[1], seed)
+        elif part == "a":
             x0 = np.array(cfg.centres_a)[:, None]  # (2, 1)
             done[key] = separation_fraction(
                 model_a(x), grid_a(cfg, T), x0, sigma=cfg.sigma_a,
@@ -319,8 +408,17 @@ def run(
     return table
 
 
-def _table(cfg: Config, done: dict[str, int]) -> dict:
+def _table(cfg: Config, done: dict[str, Any]) -> dict:
     out: dict[str, Any] = {}
+    rows = []
+    for H in cfg.models_c:
+        for s in cfg.exponents_c:
+            r = dict(done[_key(f"c{H}", cfg.horizon_c, s)])
+            r.update(model=H, s=s, fraction=r["n_separable"] / r["n_runs"])
+            truth = "separable" if r["fraction"] >= 0.5 else "not separable"
+            r["verdict_matches"] = r["verdict"] == truth
+            rows.append(r)
+    out["c"] = {"x_name": "s", "threshold": 1.0, "horizon": cfg.horizon_c, "rows": rows}
     for part, xs, horizons, thr, name in (
         ("a", cfg.deltas_a, cfg.horizons_a, 0.0, "alpha - beta"),
         ("b", cfg.exponents_b, cfg.horizons_b, 1.0, "s"),

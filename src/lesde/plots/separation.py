@@ -13,7 +13,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 
-__all__ = ["plot_separation", "plot_collapse", "separation_figure", "collapse_figure"]
+__all__ = [
+    "plot_separation",
+    "plot_estimator_check",
+    "plot_collapse",
+    "separation_figure",
+    "collapse_figure",
+]
 
 
 def _fmt_horizon(T: float) -> str:
@@ -70,6 +76,52 @@ def plot_separation(
     return ax
 
 
+def plot_estimator_check(
+    part: Mapping[str, Any], *, ax: Axes | None = None, title: str | None = None
+) -> Axes:
+    """Estimated r̂_γ (bootstrap 95 % interval) against the true s, per H model.
+
+    Filled markers: runs whose particles were separable at the horizon (fraction ≥ ½);
+    open: not separable. Theorem 3.1 puts the filled ones left of s = 1, and a working
+    estimator puts them below r̂ = 1 (the dotted line) and on the diagonal.
+
+    Args:
+        part: the ``"c"`` entry of the separation table (``rows`` with ``model``, ``s``,
+            ``s_hat``, ``lo``, ``hi``, ``fraction``).
+        ax: axes to draw on (a new figure when None).
+        title: axes title.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.6))
+    rows = part["rows"]
+    models = sorted({r["model"] for r in rows})
+    xs = [r["s"] for r in rows]
+    lo_x, hi_x = min(xs) - 0.1, max(xs) + 0.1
+    ax.plot([lo_x, hi_x], [lo_x, hi_x], color="0.6", lw=1, label="r̂ = s")
+    for i, H in enumerate(models):
+        mine = [r for r in rows if r["model"] == H]
+        off = (i - (len(models) - 1) / 2) * 0.012  # side by side
+        for r in mine:
+            x = r["s"] + off
+            yerr = [[max(0.0, r["s_hat"] - r["lo"])], [max(0.0, r["hi"] - r["s_hat"])]]
+            sep = r["fraction"] >= 0.5
+            ax.errorbar([x], [r["s_hat"]], yerr=yerr, fmt="o", color=f"C{i}", ms=5,
+                        mfc=f"C{i}" if sep else "white", capsize=2, lw=1)  # fmt: skip
+        ax.plot([], [], "o", color=f"C{i}", label=f"{H}-model")
+    ax.plot([], [], "o", color="k", mfc="k", label="separable at T")
+    ax.plot([], [], "o", color="k", mfc="white", label="not separable at T")
+    ax.axvline(1.0, color="k", ls="--", lw=1)
+    ax.axhline(1.0, color="k", ls=":", lw=1)
+    ax.set_xlim(lo_x, hi_x)
+    ax.set_xlabel("true s in γ(t) = c(1+t)^(-s)")
+    ax.set_ylabel("estimated r̂_γ (95 % bootstrap)")
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.grid(alpha=0.3)
+    return ax
+
+
 def plot_collapse(
     ts: Sequence[float],
     curves: Mapping[str, Sequence[float]],
@@ -104,12 +156,17 @@ def plot_collapse(
 
 
 def separation_figure(table: Mapping[str, Any], path: str | os.PathLike) -> None:
-    """Write the two-panel figure of `lesde.experiments.separation.run` to ``path``."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    """Write the figure of `lesde.experiments.separation.run` to ``path`` (two panels,
+    three with the estimator check)."""
+    has_c = bool(table.get("c", {}).get("rows"))
+    fig, axes = plt.subplots(1, 3 if has_c else 2, figsize=(16 if has_c else 11, 4))
     plot_separation(table["a"], ax=axes[0], title="(a) Theorem 2.1: K=2, p=1, constant α, β")
     plot_separation(table["b"], ax=axes[1], title="(b) Theorem 3.1: K=3, p=3, γ(t) = c(1+t)^(-s)")
     axes[0].set_xlabel("α − β  (dotted: finite-T crossover estimates)")
     axes[1].set_xlabel("decay exponent s")
+    if has_c:
+        T = _fmt_horizon(table["c"]["horizon"])
+        plot_estimator_check(table["c"], ax=axes[2], title=f"(c) estimated r̂_γ vs true s (T = {T})")
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
