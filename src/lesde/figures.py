@@ -33,6 +33,7 @@ FIGURE_TITLES = {
     "le_matrix": "Full LE matrix Ê(t) with bootstrap-over-trials intervals",
     "direct_vs_inverted": "Direct (step-level) vs inverted α̂, β̂",
     "etf": "ETF deviation of class-mean logits over time (neural collapse)",
+    "margin_noise": "Margin-to-noise ratio ρ(t) and the diffusion Σ̂(t) from the probes' spread",
     "fig4_label_noise": "Fig. 4: phase transition of separability vs p_err",
     "sample_size": "Final metrics and tail indices vs samples per class",
     "separation": "Separation phase transition (Theorems 2.1, 3.1), 95% Wilson bands",
@@ -147,6 +148,35 @@ def _single_run(run_dir: Path, summary: dict, out: Path) -> list[Path]:
         )  # fmt: skip
         _save(fig, out, "direct_vs_inverted", written)
 
+    if "mn_noise" in ana:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        ax = axes[0]
+        for i, H in enumerate(("I", "L")):
+            if f"mn_ratio_{H}" in ana:
+                ax.loglog(ana[f"mn_ts_{H}"], ana[f"mn_ratio_{H}"], color=f"C{i}",
+                          label=f"ρ(t), {H}-model margin e^((Â−B̂)/K)·gap(t₀)")  # fmt: skip
+        cts = ana["diff_ts"]
+        keep = cts > 0
+        ax.loglog(cts[keep], ana["mn_ratio_direct"][keep], "k.--", lw=1,
+                  label="measured: class-mean gap / spread (median of trials)")  # fmt: skip
+        mn = summary.get("analyse", {}).get("margin_noise", {})
+        t_range = mn.get("L", {}).get("t_range")
+        if t_range:
+            ax.axvspan(*t_range, color="0.9", zorder=0, label="window of the trend")
+        ax.set_xlabel("iteration t")
+        ax.set_ylabel("margin-to-noise ratio ρ")
+        ax.set_title("margin vs √(accumulated Σ̂): growing → separation")
+        ax.legend(fontsize=7)
+        ax = axes[1]
+        ax.loglog(cts[keep], ana["diff_V"][keep], color="C2", label="within-class variance V(t)")
+        pos = keep & (ana["diff_sigma2"] > 0)
+        ax.loglog(cts[pos], ana["diff_sigma2"][pos], ".", color="C3",
+                  label="σ̂²(t) = dV/dt / (1 − 1/n)")  # fmt: skip
+        ax.set_xlabel("iteration t")
+        ax.set_title("diffusion estimated from the train probes' spread")
+        ax.legend(fontsize=7)
+        _save(fig, out, "margin_noise", written)
+
     fig, ax = plt.subplots(figsize=(6, 4))
     dyn.plot_etf(
         ana["checkpoint_step"], ana["etf_trials"], etf_mean_path=ana["etf_mean_path"], ax=ax
@@ -189,6 +219,17 @@ def _multi_run(run_dir: Path, summary: dict, out: Path) -> list[Path]:
     r_a = avg(lambda s: s["estimate"][H]["r_alpha"])
     r_b = avg(lambda s: s["estimate"][H]["r_beta"])
     r_g = avg(lambda s: s["estimate"][H]["r_gamma"])
+
+    def ci(f) -> list[list[float]]:  # one seed per value: its interval; several: none
+        return [f(ss[0]) if len(ss) == 1 else [np.nan, np.nan] for _, _, ss in pts]
+
+    def est_ci(h: str, name: str):
+        return ci(lambda s: s["estimate"][h].get(f"{name}_ci", [np.nan, np.nan]))
+
+    def mn_ci(h: str):
+        return ci(lambda s: s["analyse"].get("margin_noise", {}).get(h, {})
+                  .get("slope_ci", [np.nan, np.nan]))  # fmt: skip
+
     acc_m = avg(lambda s: s["analyse"]["val_acc_final"])
     # spread over trials (one seed) or over seeds' means (several)
     acc_s = [
@@ -205,7 +246,7 @@ def _multi_run(run_dir: Path, summary: dict, out: Path) -> list[Path]:
     init_loss = _mean([s["analyse"]["val_loss_initial"] for _, _, ss in pts for s in ss])
     if param == "p_err":
         thr = (K - 1) / K
-        fig, axes = plt.subplots(1, 4, figsize=(18, 4.2))
+        fig, axes = plt.subplots(1, 5, figsize=(22, 4.2))
         ln.plot_metric_curves(curves_loss, ylabel="validation loss", initial=init_loss, ax=axes[0])
         axes[0].set_title("(a) validation loss")
         ln.plot_metric_curves(curves_acc, ylabel="validation accuracy", ax=axes[1])
@@ -217,9 +258,18 @@ def _multi_run(run_dir: Path, summary: dict, out: Path) -> list[Path]:
         axes[2].set_title("final validation accuracy vs p_err")
         other = "I" if H == "L" else "L"
         r_g_other = avg(lambda s: s["estimate"][other]["r_gamma"])
-        ln.plot_tail_indices(x, r_a, r_b, r_g, threshold=thr, ax=axes[3],
-                             extra={f"r̂_γ ({other}-model)": r_g_other})  # fmt: skip
+        lab_other = f"r̂_γ ({other}-model)"
+        ln.plot_tail_indices(
+            x, r_a, r_b, r_g, threshold=thr, ax=axes[3], extra={lab_other: r_g_other},
+            ci={"r_alpha": est_ci(H, "r_alpha"), "r_beta": est_ci(H, "r_beta"),
+                "r_gamma": est_ci(H, "r_gamma"), lab_other: est_ci(other, "r_gamma")},
+        )  # fmt: skip
         axes[3].set_title(f"(c) tail indices ({H}-model; r̂_γ from Â − B̂)")
+        slopes = {f"{h}-model": avg(lambda s, h=h: s["analyse"].get("margin_noise", {})
+                                    .get(h, {}).get("slope")) for h in ("I", "L")}  # fmt: skip
+        ln.plot_margin_noise_slopes(x, slopes, {f"{h}-model": mn_ci(h) for h in ("I", "L")},
+                                    threshold=thr, ax=axes[4])  # fmt: skip
+        axes[4].set_title("(d) margin-to-noise exponent (95 % bootstrap)")
         _save(fig, out, "fig4_label_noise", written)
     else:
         fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))

@@ -51,12 +51,20 @@ _KEY_LABELS: dict[str, tuple[str, str]] = {
     "separable_fraction_final": ("separable trials (final)", "train-probe logits, LP"),
     "separable": ("separability verdict", "majority of trials separable"),
     "etf_deviation_final": ("ETF deviation (final)", "median over trials; 0 = simplex"),
-    "r_alpha_I": ("r̂_α (I-model)", "slope tail index of Â"),
-    "r_beta_I": ("r̂_β (I-model)", "slope tail index of B̂"),
+    "r_alpha_I": ("r̂_α (I-model)", "tail index of Â (fit), 95 % bootstrap interval"),
+    "r_beta_I": ("r̂_β (I-model)", "tail index of B̂ (fit), 95 % bootstrap interval"),
     "r_gamma_I": ("r̂_γ (I-model)", "tail index of Â − B̂; < 1 predicts separation"),
-    "r_alpha_L": ("r̂_α (L-model)", "slope tail index of Â"),
-    "r_beta_L": ("r̂_β (L-model)", "slope tail index of B̂"),
+    "r_alpha_L": ("r̂_α (L-model)", "tail index of Â (fit), 95 % bootstrap interval"),
+    "r_beta_L": ("r̂_β (L-model)", "tail index of B̂ (fit), 95 % bootstrap interval"),
     "r_gamma_L": ("r̂_γ (L-model)", "tail index of Â − B̂; < 1 predicts separation"),
+    "verdict_tail_I": ("tail-index verdict (I-model)", "interval of r̂_γ below / above / across 1"),
+    "verdict_tail_L": ("tail-index verdict (L-model)", "interval of r̂_γ below / above / across 1"),
+    "r_gamma_below_1_I": ("share of resamples r̂_γ < 1 (I)", "bootstrap over trials"),
+    "r_gamma_below_1_L": ("share of resamples r̂_γ < 1 (L)", "bootstrap over trials"),
+    "margin_noise_slope_I": ("margin-to-noise exponent (I)", "d log ρ / d log t; > 0: margin wins"),
+    "margin_noise_slope_L": ("margin-to-noise exponent (L)", "d log ρ / d log t; > 0: margin wins"),
+    "verdict_margin_noise_I": ("margin-to-noise verdict (I)", "interval of the exponent vs 0"),
+    "verdict_margin_noise_L": ("margin-to-noise verdict (L)", "interval of the exponent vs 0"),
     "rd_late_I": ("RD late, I-model", "mean RD over the last quarter of training"),
     "rd_late_L": ("RD late, L-model", "mean RD over the last quarter of training"),
     "direct_alpha_sign_agrees": ("direct α̂ sign = inverted", "step-level vs L-inversion"),
@@ -113,12 +121,26 @@ def provenance(run_dir: Path) -> dict[str, Any]:
     return prov
 
 
+def _with_ci(v: Any, ci: Any) -> str:
+    """A value and its interval: "0.93 [0.85, 1.02]"."""
+    if isinstance(ci, list | tuple) and len(ci) == 2:
+        return f"{_fmt(v)} [{_fmt(ci[0])}, {_fmt(ci[1])}]"
+    return _fmt(v)
+
+
+_VERDICT_CLASS = {"separable": "ok", "not separable": "bad", "undetermined": "muted"}
+
+
 def _key_table(key: dict[str, Any]) -> str:
     rows = []
     for k, v in key.items():
+        if k.endswith("_ci") and k[: -len("_ci")] in key:
+            continue  # shown beside its value
         label, meaning = _KEY_LABELS.get(k, (k, ""))
+        cls = _VERDICT_CLASS.get(v, "") if isinstance(v, str) else ""
         rows.append(
-            f"<tr><td>{html.escape(label)}</td><td class='num'>{_fmt(v)}</td>"
+            f"<tr><td>{html.escape(label)}</td>"
+            f"<td class='num {cls}'>{_with_ci(v, key.get(f'{k}_ci'))}</td>"
             f"<td class='muted'>{html.escape(meaning)}</td></tr>"
         )
     return (
@@ -133,13 +155,16 @@ def _points_table(run_dir: Path, summary: dict) -> str:
     if not pts:
         return ""
     param = summary.get("parameter", "value")
-    cols = ["val_acc_final", "separable_fraction_final", "r_alpha_L", "r_beta_L", "r_gamma_L",
+    cols = ["val_acc_final", "separable_fraction_final", "r_gamma_I", "verdict_tail_I",
+            "r_gamma_L", "verdict_tail_L", "margin_noise_slope_L", "verdict_margin_noise_L",
             "rd_late_I", "rd_late_L"]  # fmt: skip
     head = "".join(f"<th>{html.escape(_KEY_LABELS.get(c, (c,))[0])}</th>" for c in cols)
     rows = []
     for p in sorted(pts, key=lambda q: q["value"]):
         key = load_summary(run_dir / p["dir"]).get("key", {})
-        cells = "".join(f"<td class='num'>{_fmt(key.get(c))}</td>" for c in cols)
+        cells = "".join(
+            f"<td class='num'>{_with_ci(key.get(c), key.get(f'{c}_ci'))}</td>" for c in cols
+        )
         label = html.escape(p.get("label", p["dir"]))
         rows.append(
             f"<tr><td class='num'>{_fmt(float(p['value']))}</td><td>{label}</td>{cells}</tr>"
@@ -147,6 +172,40 @@ def _points_table(run_dir: Path, summary: dict) -> str:
     return (
         f"<h2>Points ({html.escape(param)})</h2><table><tr><th>{html.escape(param)}</th>"
         f"<th>run</th>{head}</tr>{''.join(rows)}</table>"
+    )
+
+
+def _sensitivity_table(summary: dict) -> str:
+    """r̂_γ under other tail windows and Savitzky–Golay windows (estimate stage)."""
+    est = summary.get("estimate", {})
+    blocks = []
+    for H in ("I", "L"):
+        rows = est.get(H, {}).get("sensitivity")
+        if not rows:
+            continue
+        body = []
+        for r in rows:
+            if r["method"] == "fit":
+                how = f"fit of Â − B̂, last {r['tail_fraction']:.0%} of the run"
+            else:
+                how = f"log-log slope of γ̂, Savitzky–Golay window {r['sg_window']}"
+            verdict = r.get("verdict") or "—"
+            body.append(
+                f"<tr><td>{html.escape(how)}</td>"
+                f"<td class='num'>{_with_ci(r['r_gamma'], r.get('interval'))}</td>"
+                f"<td class='{_VERDICT_CLASS.get(verdict, '')}'>{html.escape(verdict)}</td></tr>"
+            )
+        blocks.append(
+            f"<h3>{H}-model</h3><table><tr><th>estimate</th><th>r̂_γ [fit's 95 % interval]</th>"
+            f"<th>verdict</th></tr>{''.join(body)}</table>"
+        )
+    if not blocks:
+        return ""
+    return (
+        "<h2>Sensitivity of r̂_γ to the analyst's choices</h2><p class='muted'>The key "
+        "numbers use the pipeline's tail window; here the same record under other windows "
+        "and the rate-based estimator. A verdict that changes across rows depends on the "
+        "choice, not only on the data.</p>" + "".join(blocks)
     )
 
 
@@ -181,6 +240,7 @@ def write_report(run_dir: Path | str, *, out: Path | str | None = None) -> Path:
     if summary.get("key"):
         parts += ["<h2>Key numbers</h2>", _key_table(summary["key"])]
     parts.append(_points_table(run_dir, summary))
+    parts.append(_sensitivity_table(summary))
     if summary.get("notes"):
         parts += ["<h2>Notes</h2><ul>"]
         parts += [f"<li>{html.escape(n)}</li>" for n in summary["notes"]]

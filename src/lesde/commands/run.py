@@ -86,12 +86,20 @@ def main(args: argparse.Namespace) -> int:
         else:
             summary = mod.run(cfg, out)
             for k, v in (summary.get("key") or {}).items():
-                print(f"  {k}: {v:.4g}" if isinstance(v, float) else f"  {k}: {v}")
+                print(f"  {k}: {_fmt(v)}")
     except FileNotFoundError as err:
         print(f"lesde run {name}: {err}", file=sys.stderr)
         return 1
     print(f"done in {time.perf_counter() - t:.0f} s; open {out / 'report.html'}")
     return 0
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, list | tuple) and all(isinstance(x, float) for x in v):
+        return "[" + ", ".join(f"{x:.4g}" for x in v) + "]"
+    return str(v)
 
 
 def _run_separation(mod, cfg, out: Path, *, tiny: bool) -> None:

@@ -898,7 +898,9 @@ def verdict_notes(summary: dict) -> list[str]:
         )
         if not e.get("r_gamma_identifiable", True):
             text += " The fit's own interval reaches its search bound: s is not identified."
-        if mn:
+        if mn and not np.isfinite(mn["slope"]):
+            text += " Margin-to-noise ratio: too few checkpoints in the window to measure."
+        elif mn:
             slo, shi = mn["slope_ci"]
             text += (
                 f" Margin-to-noise ratio ρ(t) grows like t^{mn['slope']:.3g} "

@@ -10,7 +10,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["plot_metric_curves", "plot_final_metric", "plot_tail_indices"]
+__all__ = [
+    "plot_metric_curves",
+    "plot_final_metric",
+    "plot_tail_indices",
+    "plot_margin_noise_slopes",
+]
 
 
 def _ax(ax):
@@ -89,22 +94,40 @@ def plot_tail_indices(
     xlabel: str = "p_err",
     threshold: float | None = 2 / 3,
     extra: dict[str, Any] | None = None,
+    ci: dict[str, Any] | None = None,
     ax=None,
 ):
     """Paper Fig. 4(c): tail indices r̂_α, r̂_β, r̂_γ vs p_err with the r = 1 line.
 
     ``extra`` maps a label to a further (G,) series (dashed), e.g. the other H model's r̂_γ.
+    ``ci`` maps "r_alpha", "r_beta", "r_gamma" or a label of ``extra`` to (G, 2) interval
+    ends, drawn as error bars (NaN ends are skipped).
 
     The regions r < 1 (separable, Theorem 3.1) and r > 1 (not separable) are shaded
     green and red as in the paper.
     """
     ax = _ax(ax)
     x = np.asarray(x, dtype=float)
-    ax.plot(x, r_alpha, "o-", color="tab:blue", label="r̂_α")
-    ax.plot(x, r_beta, "s-", color="tab:red", label="r̂_β")
-    ax.plot(x, r_gamma, "^-", color="k", label="r̂_γ")
+    ci = ci or {}
+    step = 0.004 * (np.ptp(x) if x.size > 1 else 1.0)  # side by side, error bars apart
+
+    def draw(name, v, fmt, color, label, k):
+        v = np.asarray(v, dtype=float)
+        xs = x + k * step
+        ax.plot(xs, v, fmt, color=color, label=label)
+        if name in ci:
+            lohi = np.asarray(ci[name], dtype=float).reshape(-1, 2)
+            ok = np.all(np.isfinite(lohi), axis=1) & np.isfinite(v)
+            if ok.any():
+                err = np.stack([v[ok] - lohi[ok, 0], lohi[ok, 1] - v[ok]]).clip(min=0)
+                ax.errorbar(xs[ok], v[ok], yerr=err, fmt="none", ecolor=color, capsize=2,
+                            lw=0.9)  # fmt: skip
+
+    draw("r_alpha", r_alpha, "o-", "tab:blue", "r̂_α", -1)
+    draw("r_beta", r_beta, "s-", "tab:red", "r̂_β", 1)
+    draw("r_gamma", r_gamma, "^-", "k", "r̂_γ (95 % bootstrap)" if "r_gamma" in ci else "r̂_γ", 0)
     for i, (label, v) in enumerate((extra or {}).items()):
-        ax.plot(x, v, "v--", color=("0.45", "tab:purple", "tab:olive")[i % 3], label=label)
+        draw(label, v, "v--", ("0.45", "tab:purple", "tab:olive")[i % 3], label, 2 + i)
     ax.axhline(1.0, color="k", lw=1)
     # noisy short runs can give wild indices; keep the r = 1 line readable
     lo, hi = ax.get_ylim()
@@ -116,5 +139,49 @@ def plot_tail_indices(
         ax.axvline(threshold, color="k", ls="--", lw=1)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("tail index")
+    ax.legend(fontsize=7)
+    return ax
+
+
+def plot_margin_noise_slopes(
+    x: Any,
+    slopes: dict[str, Any],
+    cis: dict[str, Any],
+    *,
+    xlabel: str = "p_err",
+    threshold: float | None = 2 / 3,
+    ax=None,
+):
+    """The margin-to-noise exponent d log ρ / d log t against the swept parameter.
+
+    Above 0 the class margin outgrows the accumulated noise (separation); below, the
+    noise wins (`lesde.estimate.diffusion`).
+
+    Args:
+        x: (G,) parameter values.
+        slopes: label -> (G,) exponents.
+        cis: label -> (G, 2) bootstrap intervals.
+    """
+    ax = _ax(ax)
+    x = np.asarray(x, dtype=float)
+    step = 0.004 * (np.ptp(x) if x.size > 1 else 1.0)
+    for i, (label, v) in enumerate(slopes.items()):
+        v = np.asarray(v, dtype=float)
+        xs = x + (i - 0.5) * step
+        ax.plot(xs, v, "o-", color=f"C{i}", label=label)
+        lohi = np.asarray(cis.get(label, np.full((x.size, 2), np.nan)), dtype=float)
+        ok = np.all(np.isfinite(lohi), axis=1) & np.isfinite(v)
+        if ok.any():
+            err = np.stack([v[ok] - lohi[ok, 0], lohi[ok, 1] - v[ok]]).clip(min=0)
+            ax.errorbar(xs[ok], v[ok], yerr=err, fmt="none", ecolor=f"C{i}", capsize=2)
+    ax.axhline(0.0, color="k", lw=1)
+    lo, hi = ax.get_ylim()
+    ax.axhspan(0.0, max(hi, 0.05), color="tab:green", alpha=0.08, label="margin wins")
+    ax.axhspan(min(lo, -0.05), 0.0, color="tab:red", alpha=0.08, label="noise wins")
+    ax.set_ylim(min(lo, -0.05), max(hi, 0.05))
+    if threshold is not None:
+        ax.axvline(threshold, color="k", ls="--", lw=1)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("margin-to-noise exponent")
     ax.legend(fontsize=7)
     return ax
