@@ -41,13 +41,15 @@ def test_known_values():
     assert lesde.etf_deviation(np.eye(3), center=False) == pytest.approx(0.5)
     # Centred, e_k − 1/K is the simplex itself.
     assert lesde.etf_deviation(np.eye(3)) == pytest.approx(0.0, abs=1e-15)
-    # Norms 1, 1, 2 along the simplex directions: spread = std/mean of (1, 1, 2)
+    # Unit simplex directions u_k (u_k·u_l = −1/2) scaled by 1, 1, 2. Their mean is u₃/3,
+    # so the centred norms are a = ‖u₁ − u₃/3‖ = √(1 + 1/9 + 1/3) = √13/3 (twice) and
+    # b = ‖2u₃ − u₃/3‖ = 5/3; std/mean (population std) = √2(b − a)/(2a + b) ≈ 0.16150.
     S = _simplex(3, 3)
     S = S / np.linalg.norm(S, axis=1, keepdims=True)
     stretched = S * np.array([[1.0], [1.0], [2.0]])
-    r = np.linalg.norm(stretched - stretched.mean(0), axis=1)
-    assert norm_spread(stretched) == pytest.approx(r.std() / r.mean())
-    assert norm_spread(stretched) > 0.1
+    a, b = np.sqrt(13) / 3, 5 / 3
+    assert norm_spread(stretched) == pytest.approx(np.sqrt(2) * (b - a) / (2 * a + b), rel=1e-12)
+    assert norm_spread(stretched) == pytest.approx(0.16150, abs=1e-5)
 
 
 def test_batched_means():

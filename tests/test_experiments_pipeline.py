@@ -60,11 +60,12 @@ def test_stages_write_their_outputs(run):
 
 
 def test_estimated_rates_match_the_truth(run):
-    """α̂(t) from the L-model inversion tracks the true α(t) of the particle process.
+    """α̂(t) and β̂(t) from the L-model inversion track the true rates of the particle process.
 
-    Tolerance: 8 trials × ~1500 steps give ~400 logits per class per 10-step bin, and the
-    Savitzky–Golay derivative over ~15 bins leaves ~20-30% noise on α̂ late in training;
-    40% leaves room for that and is still far from a wrong sign or scale.
+    Tolerances from the seed-to-seed spread of this record (8 trials × 1500 steps),
+    measured over 12 seeds: the late-mean relative error of α̂ has sd 0.059 (mean 0.002),
+    that of β̂ sd 0.60 (β is 6× smaller than α, and both carry the same absolute noise).
+    3 sd: 0.18 for α̂, 1.8·|β| for β̂ (this seed: 0.030 and 0.016).
     """
     d, _ = run
     est = pl.load_npz(d / "estimates.npz")
@@ -72,7 +73,10 @@ def test_estimated_rates_match_the_truth(run):
     late = (ts > 0.5 * ts[-1]) & np.isfinite(est["alpha_L"])
     a_hat = est["alpha_L"][late].mean()
     a_true = ALPHA(ts[late]).mean()
-    assert a_hat == pytest.approx(a_true, rel=0.4)
+    assert a_hat == pytest.approx(a_true, rel=0.18)
+    b_hat = est["beta_L"][late].mean()
+    b_true = BETA(ts[late]).mean()
+    assert b_hat == pytest.approx(b_true, abs=1.8 * abs(b_true))
     # γ = α − β > 0: the L-inversion sees the intra-class rate above the inter-class one
     assert (est["alpha_L"][late] - est["beta_L"][late]).mean() > 0
 
@@ -206,3 +210,23 @@ def test_lesde_run_cifar_without_data_says_how_to_get_it(tmp_path, monkeypatch, 
     err = capsys.readouterr().err
     assert "--cifar-root" in err and "LESDE_DATA" in err
     assert not (tmp_path / "c" / "train").exists()  # failed before any training
+
+
+def test_stage_written_by_an_older_version_is_recomputed(tmp_path):
+    # A run directory from before the estimate stage changed (version 1) recomputes the
+    # estimate and everything after it, and keeps the training.
+    pl.run_pipeline(tmp_path, experiment="s", config={}, train=_train(400), cfg=CFG,
+                    log=lambda m: None)  # fmt: skip
+    s = pl.load_summary(tmp_path)
+    s["stages"]["estimate"]["version"] = 1
+    pl.write_json_atomic(tmp_path / "summary.json", s)
+    calls: list[str] = []
+
+    def must_not_train(_):
+        raise AssertionError("train must be skipped")
+
+    s2 = pl.run_pipeline(tmp_path, experiment="s", config={}, train=must_not_train, cfg=CFG,
+                         log=calls.append)  # fmt: skip
+    assert [c.split(":")[0] for c in calls] == ["train", "estimate", "simulate", "analyse"]
+    assert s2["stages"]["estimate"]["version"] == pl.STAGE_VERSIONS["estimate"]
+    assert s2["stages"]["analyse"]["finished"] >= s2["stages"]["estimate"]["finished"]

@@ -20,14 +20,18 @@ def test_api_example_runs_and_recovers_the_rates():
     ns: dict = {}
     exec(compile(blocks[0], str(README), "exec"), ns)  # noqa: S102 - our own README
     # The example estimates from exact L-model trajectories: the rates it recovers must be
-    # the model's. Savitzky–Golay (order 2, 21 points, Δt = 5) on these smooth power laws
-    # is exact to O(h² α'') ~ 1e-6 relative; 1e-3 absolute on α ~ 1e-2 catches any wrong
-    # sign, factor or index in the chain.
+    # the model's up to the Savitzky–Golay bias. The derivative of a quadratic least-squares
+    # fit over k = −m..m (m = 10, spacing h = 5) is f′ + f‴·h²·Σk⁴/(6Σk²) + O(h⁴), i.e.
+    # a bias of 11·h²·α″(t) on α̂; with α = 0.02(1+t)^−0.4, α″ = 0.0112(1+t)^−2.4. The
+    # measured error is 1.09× that leading term at most (5e-5 absolute, 1.6 % relative at
+    # t = 100, falling as t^−2); 1.5× it fails a rate off by any factor ≥ 1.03.
     ts, model = ns["ts"], ns["model"]
     a_true, b_true = model.rates(ts)
     inner = slice(20, -20)  # the filter's edge points are one-sided fits
-    np.testing.assert_allclose(ns["alpha_hat"][inner], a_true[inner], atol=1e-3)
-    np.testing.assert_allclose(ns["beta_hat"][inner], b_true[inner], atol=1e-3)
+    bias = 11 * 5.0**2 * 0.02 * 0.4 * 1.4 * (1 + ts[inner]) ** -2.4
+    assert np.all(np.abs(ns["alpha_hat"][inner] - a_true[inner]) <= 1.5 * bias)
+    # β is constant: B = βt is linear, which the filter differentiates exactly (rounding)
+    np.testing.assert_allclose(ns["beta_hat"][inner], b_true[inner], rtol=1e-9)
     assert ns["rd"].shape == (ts.size, 3)
     assert np.all(np.isfinite(ns["rd"]))
     assert 0.0 < ns["r_gamma"] < 1.0  # γ = α − β does not decay fast enough to converge

@@ -60,6 +60,10 @@ __all__ = [
 
 STAGES = ("train", "estimate", "simulate", "analyse")
 SUMMARY = "summary.json"
+# Bumped when a stage's output changes meaning; a run directory whose stage was written
+# by an older version recomputes it (and everything after it) on the next `lesde run`.
+# estimate 2: tail indices by the fit of A (intervals, verdicts); analyse 2: Σ̂ and ρ(t).
+STAGE_VERSIONS = {"train": 1, "estimate": 2, "simulate": 1, "analyse": 2}
 
 
 @dataclass(frozen=True)
@@ -151,12 +155,18 @@ def load_summary(run_dir: Path) -> dict[str, Any]:
 
 def _stage_done(run_dir: Path, summary: dict, stage: str, outputs: list[str]) -> bool:
     info = summary.get("stages", {}).get(stage)
-    return bool(info and info.get("done") and all((run_dir / o).exists() for o in outputs))
+    return bool(
+        info
+        and info.get("done")
+        and info.get("version", 1) == STAGE_VERSIONS[stage]
+        and all((run_dir / o).exists() for o in outputs)
+    )
 
 
 def _mark(run_dir: Path, summary: dict, stage: str, outputs: list[str], seconds: float) -> None:
     summary.setdefault("stages", {})[stage] = {
         "done": True,
+        "version": STAGE_VERSIONS[stage],
         "outputs": outputs,
         "seconds": round(seconds, 3),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -719,9 +729,11 @@ def _margin_noise(Z, lab, K: int, est: dict, cfg: PipelineConfig, sep) -> tuple[
     use = cts >= ts[i0]
     for H in ("I", "L"):
         G = np.interp(cts, ts, _fill_nan(est[f"A_{H}"] - est[f"B_{H}"]))
-        mn = margin_to_noise(
-            cts[use], d.V_trials[:, use], gap0, G[use], K, t_range=span, seed=cfg.seed
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            mn = margin_to_noise(
+                cts[use], d.V_trials[:, use], gap0, G[use], K, t_range=span, seed=cfg.seed
+            )
         arrays[f"mn_ts_{H}"], arrays[f"mn_ratio_{H}"] = mn.ts, mn.ratio
         numbers[H] = {
             "slope": mn.slope,
@@ -729,6 +741,7 @@ def _margin_noise(Z, lab, K: int, est: dict, cfg: PipelineConfig, sep) -> tuple[
             "verdict": mn.verdict,
             "ratio_final": float(mn.ratio[-1]),
             "t_range": list(mn.t_range),
+            "warnings": sorted({str(w.message)[:200] for w in caught}),
         }
     # the measured ratio: each trial's smallest class-mean gap over its own spread
     means = est["xbar_trials"]  # (R, C, K, K)
@@ -841,9 +854,12 @@ def run_pipeline(
             rec = _record_arrays(ds)
         return rec
 
+    # a stage that runs makes every later stage stale: they read its output
     if _stage_done(run_dir, summary, "estimate", ["estimates.npz"]):
         est = load_npz(run_dir / "estimates.npz")
+        stale = False
     else:
+        stale = True
         t = time.perf_counter()
         est, numbers = _stage_estimate(record(), cfg)
         names = ds.attrs.get("class_names") if ds is not None else None
@@ -854,7 +870,7 @@ def run_pipeline(
         _mark(run_dir, summary, "estimate", ["estimates.npz"], time.perf_counter() - t)
         log(f"estimate: {time.perf_counter() - t:.1f} s")
 
-    if not _stage_done(run_dir, summary, "simulate", ["simulate.npz"]):
+    if stale or not _stage_done(run_dir, summary, "simulate", ["simulate.npz"]):
         t = time.perf_counter()
         arrays, numbers = _stage_simulate(est, cfg)
         save_npz_atomic(run_dir / "simulate.npz", **arrays)
@@ -862,7 +878,7 @@ def run_pipeline(
         _mark(run_dir, summary, "simulate", ["simulate.npz"], time.perf_counter() - t)
         log(f"simulate: {time.perf_counter() - t:.1f} s")
 
-    if not _stage_done(run_dir, summary, "analyse", ["analysis.npz"]):
+    if stale or not _stage_done(run_dir, summary, "analyse", ["analysis.npz"]):
         t = time.perf_counter()
         rec = record()
         arrays, numbers = _stage_analyse(ds, rec, est, cfg)
