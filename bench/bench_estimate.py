@@ -7,6 +7,10 @@
    α, β and γ for both. Reference: the same chain with the paper's pandas group-by.
 2. simulate_from_estimates, 500 paths × 10^4 steps, K = 3 L-model (paper Fig. 5), against
    a plain numpy loop over steps vectorised over paths, same outputs (mean and sd).
+3. The bootstrap over trials of r̂_α, r̂_β, r̂_γ (both H models, 200 resamples) on the
+   default GeoMNIST run's size (50 trials × 2·10^4 steps, bins of 20): what it adds to
+   the estimate stage, against a straightforward bootstrap (per resample: class means
+   from the raw logits, the inversions, one `tail_fit` per series) on the same input.
 
 Timings are noisy on a shared machine: ratios are measured in the same run, and the load
 average is printed beside them. Writes bench/results/estimate.json.
@@ -212,6 +216,50 @@ def bench_simulation(n_paths: int, n_steps: int, repeat: int) -> dict:
     }
 
 
+def bench_bootstrap(R: int, S: int, bin_width: int, n_boot: int, repeat: int) -> dict:
+    from lesde.estimate.bootstrap import bootstrap_tail_indices, class_sums_from_samples
+    from lesde.estimate.tail import tail_fit
+    from lesde.experiments.pipeline import class_means_from_samples
+
+    ts_all, y, logits = make_records(R, S, seed=3)
+    steps = ts_all + 1
+    t_grid, xbar = class_means_from_samples(logits, y, steps, K, bin_width=bin_width)
+    i0 = int(round(0.05 * (t_grid.size - 1)))
+    span = (t_grid[-1] - 0.5 * (t_grid[-1] - t_grid[0]), t_grid[-1])
+
+    def ours():
+        sums, counts = class_sums_from_samples(logits, y, K, bin_width=bin_width)
+        return bootstrap_tail_indices(sums, counts, t_grid, t0_index=i0, t_range=span,
+                                      n_boot=n_boot, seed=0)  # fmt: skip
+
+    n_ref = max(10, n_boot // 10)  # the reference is slow: a tenth of the resamples, scaled
+
+    def reference():
+        rng = np.random.default_rng(0)
+        out = []
+        for _ in range(n_ref):
+            pick = rng.integers(0, R, R)
+            _, xb = class_means_from_samples(logits[pick], y[pick], steps, K,
+                                             bin_width=bin_width)  # fmt: skip
+            for model in ("I", "L"):
+                ab = estimate_ab(xb, t_grid, model=model, t0_index=i0)
+                out.append([tail_fit(t_grid, v, t_range=span).s for v in (ab.A, ab.B, ab.A - ab.B)])
+        return out
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        t_ours, res = best_of(ours, repeat)
+        t_ref, _ = best_of(reference, 1)
+        t_point, _ = best_of(lambda: estimators(t_grid, xbar), repeat)
+    t_ref_full = t_ref * n_boot / n_ref
+    return {
+        "R": R, "steps": S, "bin_width": bin_width, "grid": int(t_grid.size), "n_boot": n_boot,
+        "bootstrap_s": t_ours, "reference_s_scaled": t_ref_full, "reference_resamples": n_ref,
+        "speedup": t_ref_full / t_ours, "estimate_without_bootstrap_s": t_point,
+        "r_gamma_ci": {m: res[m]["r_gamma_ci"] for m in res},
+    }  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--T", type=int, default=100_000)
@@ -225,6 +273,7 @@ def main() -> None:
     chain = bench_chain(args.trials, args.T, args.repeat)
     chain_1e4 = bench_chain(args.trials, 10_000, args.repeat)  # the paper's T, for scale
     sim = bench_simulation(args.paths, args.steps, args.repeat)
+    boot = bench_bootstrap(50, 20_000, 20, 200, args.repeat)
     load1 = os.getloadavg()
 
     print(f"load average before {load0}, after {load1}")
@@ -257,6 +306,18 @@ def main() -> None:
         f"vs the python loop {sim['python_loop_max_rel_diff']:.1e})"
     )
 
+    print(
+        f"\nBootstrap of the tail indices ({boot['R']} trials x {boot['steps']} steps, "
+        f"{boot['grid']} grid points, {boot['n_boot']} resamples, I and L):"
+    )
+    print(f"{'variant':<44} {'time [s]':>9}")
+    print(f"{'estimate stage maths without the bootstrap':<44} "
+          f"{boot['estimate_without_bootstrap_s']:>9.3f}")  # fmt: skip
+    print(f"{'lesde bootstrap (added to the stage)':<44} {boot['bootstrap_s']:>9.3f}")
+    ref_name = f"straightforward bootstrap (scaled from {boot['reference_resamples']})"
+    print(f"{ref_name:<44} {boot['reference_s_scaled']:>9.3f}")
+    print(f"speed-up: {boot['speedup']:.1f}x")
+
     out = Path(__file__).parent / "results"
     out.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -267,6 +328,7 @@ def main() -> None:
         "chain": chain,
         "chain_T1e4": chain_1e4,
         "simulate_from_estimates": sim,
+        "bootstrap": boot,
     }
     tmp = out / "estimate.json.tmp"
     tmp.write_text(json.dumps(payload, indent=2))
