@@ -52,3 +52,30 @@ def test_commands_named_in_readme_exist():
 
     for name in experiments:
         registry.get(name)  # raises for an unknown experiment
+
+
+def _doc_files() -> list[Path]:
+    root = README.parent
+    return [README, *sorted((root / "docs").rglob("*.md"))]
+
+
+def test_links_in_readme_and_docs_resolve_inside_the_repository():
+    root = README.parent.resolve()
+    n = 0
+    for doc in _doc_files():
+        text = doc.read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+://|#|mailto:", target):
+                continue
+            path = (doc.parent / target.split("#")[0]).resolve()
+            assert path.is_relative_to(root), f"{doc.name} links outside the repository: {target}"
+            assert path.exists(), f"{doc.name} links to a missing file: {target}"
+            n += 1
+    assert n >= 2  # README links at least docs/math.md and its figure
+
+
+def test_docs_do_not_send_users_outside_the_repository():
+    # the team's design notes are not shipped: README, docs and docstrings stand alone
+    src = README.parent / "src" / "lesde"
+    for f in [*_doc_files(), *src.rglob("*.py")]:
+        assert "../shared" not in f.read_text(encoding="utf-8"), f

@@ -1,4 +1,4 @@
-"""Closed-form solutions of the LE-ODE X̄' = M(t) X̄ (MATH.md §3).
+"""Closed-form solutions of the LE-ODE X̄' = M(t) X̄ (docs/math.md §3).
 
 Valid for two-parameter E (any time dependence of α, β) and uniform W = c·11ᵀ
 (c = 1/K for balanced SGD): then the I-model and L-model drifts commute over time and the
@@ -54,7 +54,7 @@ def _coverage_check(model: LEModel) -> float:
 
 
 def class_margins(xbar: np.ndarray) -> np.ndarray:
-    """Class margins s_k = d̂_kᵀ X̄^k (MATH.md §3).
+    """Class margins s_k = d̂_kᵀ X̄^k (docs/math.md §3).
 
     Args:
         xbar: (..., K, K) class means with p = K.

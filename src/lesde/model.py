@@ -1,6 +1,6 @@
 """The LE-SDE model: K classes, p features, local elasticity E(t), similarity H, weights W.
 
-Symbol table (used by every docstring in `lesde`; see ``shared/design/MATH.md`` §1):
+Symbol table (used by every docstring in `lesde`; see ``docs/math.md`` §1):
 
 =========  =======================================================  ============
 symbol     meaning                                                  shape

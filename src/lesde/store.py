@@ -48,7 +48,7 @@ probe_split            (probe)                          "train" or "val"
 probe_index            (probe)                          index within its split
 le_probe_before/after  (trial, le_step, probe, logit)   probe logits just before / after
                                                         the update of step ``le_step``
-le_E                   (trial, le_step, class_k,        Ê_{k,L}(m) (MATH.md §4, direct);
+le_E                   (trial, le_step, class_k,        Ê_{k,L}(m) (docs/math.md §4, direct);
                        class_l)
                                                         only column L (the trained
                                                         class) is finite

@@ -1,4 +1,4 @@
-"""Neural-collapse metrics (MATH.md §6; Papyan, Han & Donoho 2020; paper Prop. 3.4).
+"""Neural-collapse metrics (docs/math.md §6; Papyan, Han & Donoho 2020; paper Prop. 3.4).
 
 For class means μ_k (K, p) and global mean μ_G = (1/K) Σ_k μ_k:
 

@@ -1,4 +1,4 @@
-"""Goodness of fit of simulated class means against genuine ones (paper §4.2, MATH.md §5)."""
+"""Goodness of fit of simulated class means against genuine ones (paper §4.2, docs/math.md §5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Linear separability of class point clouds (MATH.md §6, paper §3.1).
+"""Linear separability of class point clouds (docs/math.md §6, paper §3.1).
 
 Two finite sets P, Q ⊂ R^p are *separable* when some (w, b) gives
 wᵀx + b ≥ 1 on P and wᵀx + b ≤ −1 on Q (a hard margin; for finite sets this is the same

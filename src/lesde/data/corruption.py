@@ -1,4 +1,4 @@
-"""Label corruption (paper §4.2, Fig. 4; MATH.md §7).
+"""Label corruption (paper §4.2, Fig. 4; docs/math.md §7).
 
 For each class k with n_k training samples, m_k = ⌊p_err · n_k + ½⌋ of them (round half
 up) are chosen uniformly at random without replacement and relabelled with the other

@@ -1,6 +1,6 @@
-"""Estimate A(t) = ∫α and B(t) = ∫β from class-mean dynamics (paper §4.1, MATH.md §4).
+"""Estimate A(t) = ∫α and B(t) = ∫β from class-mean dynamics (paper §4.1, docs/math.md §4).
 
-Both estimators invert the closed forms of MATH.md §3, which hold for a two-parameter E
+Both estimators invert the closed forms of docs/math.md §3, which hold for a two-parameter E
 and a uniform W = c·11ᵀ (c = 1/K for balanced single-sample SGD):
 
 - I-model (H_kl = I_p, any p): the deviations X̄^k − X̄_g grow as exp(c(A − B)) and the
@@ -105,9 +105,9 @@ def estimate_ab(
     I-model: a = (1/c)·avg_{k,j} log|(X̄^k_j(t) − X̄_{g,j}(t)) / (X̄^k_j(t₀) − X̄_{g,j}(t₀))|,
     b = (1/c)·avg_j log|X̄_{g,j}(t) / X̄_{g,j}(t₀)|; B = (b − a)/K, A = a + B.
     L-model: a = (1/c)·log|S(t)/S(t₀)|, b = (1/c)·log(‖u(t)‖/‖u(t₀)‖);
-    B = (K−1)(b − a)/K, A = a + B. With c = 1/K this is MATH.md §4 verbatim.
+    B = (K−1)(b − a)/K, A = a + B. With c = 1/K this is docs/math.md §4 verbatim.
 
-    Signs and zeros (MATH.md §4): logs take absolute values; the averages run over the
+    Signs and zeros (docs/math.md §4): logs take absolute values; the averages run over the
     elements whose ratio is finite and non-zero; negative ratios are kept (through |·|)
     and counted; a time point with no usable element is NaN. One warning names the
     number of NaN points and the fraction of negative ratios when either is non-zero.

@@ -8,7 +8,7 @@ therefore grows by the accumulated diffusion,
     V(t) = V(t₀) + (1 − 1/n) ∫_{t₀}^t σ²(u) du      (Σ = σ² I),
 
 and σ̂²(t) = dV/dt. Against it stands the deterministic class margin. By the closed forms
-(MATH.md §3) the class deviations evolve as c_k·e^{(A−B)/K} under the I-model (and the
+(docs/math.md §3) the class deviations evolve as c_k·e^{(A−B)/K} under the I-model (and the
 margin sum S(t) of the L-model as S(0)·e^{(A−B)/K}), so the margin between classes at t is
 gap(t₀)·e^{(Â(t)−B̂(t))/K}. The margin-to-noise ratio
 

@@ -1,4 +1,4 @@
-"""Direct (step-level) local elasticity (MATH.md §4; He & Su 2020).
+"""Direct (step-level) local elasticity (docs/math.md §4; He & Su 2020).
 
 Around one SGD step m on sample J of class L, the features of probe samples move by
 ΔX_i^k = X_i^k(m) − X_i^k(m−1). The model (paper eq. 4) says

@@ -1,4 +1,4 @@
-"""The full LE matrix E(t) by least squares over trials and a sliding window (MATH.md §4).
+"""The full LE matrix E(t) by least squares over trials and a sliding window (docs/math.md §4).
 
 Beyond the paper, which assumes the two-parameter form E_kk = α, E_kl = β. The LE-ODE
 X̄_r^k'(t) = Σ_l W_kl E_kl(t) H_kl X̄_r^l(t) is linear in the K² unknowns E_kl, and the
@@ -89,7 +89,7 @@ def estimate_le_matrix(
     level: float = 0.95,
     seed: int | None = None,
 ) -> LEMatrixResult:
-    """Estimate the full LE matrix E(t) with bootstrap-over-trials intervals (MATH.md §4).
+    """Estimate the full LE matrix E(t) with bootstrap-over-trials intervals (docs/math.md §4).
 
     On each window of ``window`` consecutive grid points, row k of Ê minimises
     Σ_{r, t, j} (X̄_r^k'(t)_j − Σ_l E_kl W_kl (H_kl X̄_r^l(t))_j)². Identifiability needs

@@ -1,6 +1,6 @@
 """Rates α̂ = dÂ/dt, β̂ = dB̂/dt by Savitzky–Golay differentiation, and tail indices.
 
-Paper §4.1 and MATH.md §4. The paper differentiates with scipy's Savitzky–Golay filter
+Paper §4.1 and docs/math.md §4. The paper differentiates with scipy's Savitzky–Golay filter
 (polyorder 2; windows 191/551 for plots of the rates, 21 when the rates drive a
 simulation). `lesde` does the same on uniform grids and, on non-uniform grids, fits the
 same local polynomials explicitly in t (see `savgol_derivative`).

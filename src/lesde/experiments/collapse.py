@@ -1,4 +1,4 @@
-"""Neural-collapse demo (paper Proposition 3.4, MATH.md §6).
+"""Neural-collapse demo (paper Proposition 3.4, docs/math.md §6).
 
 Under the L-model (p = K) with γ(t) > 0 and B(t) < 0 eventually, the normalised class
 means {X̄^k/‖X̄^k‖} tend to a simplex ETF. Here α(t) = c(1+t)^{−s} and β(t) = −b·α(t)
@@ -39,7 +39,7 @@ class Config:
         c: scale of α(t) = c(1+t)^{−s} (per iteration). With c = 0.1, s = 0.5, T = 1e5,
             A(T) ≈ 63: the sum of the margins grows as e^{(A−B)/K} ≈ e^{29}, their
             differences as e^{(A+B/(K−1))/K}, so the differences relative to the sum (and
-            the ETF deviation) fall like e^{−|B|(1+1/(K−1))/K} ≈ e^{−12.6} (MATH.md §3).
+            the ETF deviation) fall like e^{−|B|(1+1/(K−1))/K} ≈ e^{−12.6} (docs/math.md §3).
         s: decay exponent of α; s < 1 keeps γ = ω(1/t) (separation, Theorem 3.1).
         b: β = −b·α, 0 < b < 1/(K−1): γ > 0 and B < 0. The larger b (more negative B),
             the faster the collapse; b = 0.4 keeps γ = 0.2·α > 0 for K = 3.

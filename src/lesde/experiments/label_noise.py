@@ -1,7 +1,7 @@
 """Label noise: the p_err sweep of paper Fig. 4 (phase transition of separability).
 
 For each p_err ∈ {0, .1, …, .6, 2/3, .7, .8} a fraction p_err of every class's training
-labels is reassigned to the other classes (MATH.md §7) and a GeoMNIST ensemble is
+labels is reassigned to the other classes (docs/math.md §7) and a GeoMNIST ensemble is
 trained; validation loss and accuracy, and the tail indices r̂_α, r̂_β, r̂_γ of the
 L-model estimates are compared across p_err. At p_err* = (K−1)/K = 2/3 the labels
 carry no information; the paper finds the transition there (validation metrics) and

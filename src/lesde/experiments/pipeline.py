@@ -6,7 +6,7 @@ A run directory holds:
 - ``estimates.npz``: X̄(t), Â, B̂, α̂, β̂ under both H models (paper §4.1, Fig. 3);
 - ``simulate.npz``: LE-ODE paths driven by the estimates and their RD (paper §4.2, Fig. 5);
 - ``analysis.npz``: separability, ETF deviation over time, direct local elasticity,
-  the full Ê(t) (MATH.md §4, §6);
+  the full Ê(t) (docs/math.md §4, §6);
 - ``summary.json``: the key numbers and, per stage, what it wrote. It is rewritten
   atomically after every stage, so an interrupted ``lesde run`` resumes: a stage is
   skipped when ``summary.json`` marks it done and its output file is present.
@@ -76,7 +76,7 @@ class PipelineConfig:
         bin_width: steps per time bin for ``"samples"``; 10 pools ~10·R/K logits per class
             per point, enough for a smooth X̄(t) with R = 30–100 trials.
         t0_index: reference grid index t₀ of the inversion and start of the simulations
-            (MATH.md §4); None: ``t0_fraction`` of the grid.
+            (docs/math.md §4); None: ``t0_fraction`` of the grid.
         t0_fraction: t₀ as a fraction of the grid when ``t0_index`` is None. At
             initialisation the class means nearly coincide and their margins have random
             signs; the L-model amplifies whatever margins it starts from, so a simulation
@@ -598,7 +598,7 @@ def _stage_simulate(est: dict, cfg: PipelineConfig) -> tuple[dict, dict]:
 
 
 def _direct_le(ds, est: dict) -> tuple[dict, dict]:
-    """Direct (step-level) α̂, β̂ from the store's ``le_alpha``/``le_beta`` (MATH.md §4).
+    """Direct (step-level) α̂, β̂ from the store's ``le_alpha``/``le_beta`` (docs/math.md §4).
 
     The sign check uses the measured steps in the later 90% of training (at the first
     steps the margins of the trained sample are ~0 and the ratio is dominated by noise)
@@ -947,7 +947,7 @@ class TrainSpec:
         probe_per_class: probe samples per class from the training set (and as many
             from the validation set).
         lr: SGD learning rate (paper: 0.005).
-        p_err: label-corruption ratio of the training labels (MATH.md §7).
+        p_err: label-corruption ratio of the training labels (docs/math.md §7).
         n_le_steps: steps at which the direct local elasticity is measured (`le_steps_for`).
         seed: root seed.
     """

@@ -13,7 +13,7 @@ linearly separable at the final time, with 95% Wilson intervals:
     against the simulated separability of the same runs.
 
 The theorems are statements as t → ∞; at a finite horizon T the crossover sits where the
-class-mean gap (closed form, MATH.md §3) equals the Brownian width of the clouds
+class-mean gap (closed form, docs/math.md §3) equals the Brownian width of the clouds
 (~σ√T times the range of n Gaussians). The defaults put that crossover close to the
 asymptotic threshold; each choice is explained beside it in `Config`. The expensive
 parts are cheap here: `simulate_sde(method="split")` draws K·p Gaussians per step and the

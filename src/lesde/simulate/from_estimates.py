@@ -2,7 +2,7 @@
 
 Forward Euler (σ = 0) or Euler–Maruyama (σ > 0) on the grid ``ts``:
 X(t_{m+1}) = X(t_m) + Δt_m · M(t_m) X(t_m) [+ σ √Δt_m ξ_m], with
-M(t) = α̂(t) M_α + β̂(t) M_β (block (k, l) = W_kl E_kl H_kl, MATH.md §1).
+M(t) = α̂(t) M_α + β̂(t) M_β (block (k, l) = W_kl E_kl H_kl, docs/math.md §1).
 
 Speed. Without noise the recursion is linear, so every path is P(t) X(0) with the one
 propagator P(t) = Π_m (I + Δt_m M(t_m)). The mean over paths is P(t) X̄₀ and the spread
@@ -104,7 +104,7 @@ def simulate_from_estimates(
         n_paths: number of simulated paths (paper: 500).
         init_noise: spread of the initial points. A float τ ≥ 0 draws
             X^k(0) = X̄^k(0) + τ·N(0, ‖X̄^k(0)‖²/K · I_p) per class (τ = 1: the paper's
-            spread, centred at the genuine start as MATH.md §5 states; τ = 0: every path
+            spread, centred at the genuine start as docs/math.md §5 states; τ = 0: every path
             starts at X̄(0)). The string "paper" reproduces the paper's code, which
             centres the draws at 0 (its mean path is then ≈ 0; use only to reproduce).
         sigma: diffusion scale σ of each path (isotropic, per coordinate); 0 gives the ODE.

@@ -1,4 +1,4 @@
-"""The discrete particle process of paper eq. (4) (MATH.md §2.1), vectorised over paths.
+"""The discrete particle process of paper eq. (4) (docs/math.md §2.1), vectorised over paths.
 
 At step m = 1, 2, … (time t_{m−1} = t0 + (m−1)·h) each path draws a class L_m and a
 sample J_m ~ Unif[n], and every particle i of every class k moves:

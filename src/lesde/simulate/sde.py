@@ -1,4 +1,4 @@
-"""Euler–Maruyama for the particle LE-SDE (paper eq. 5, MATH.md §2.2).
+"""Euler–Maruyama for the particle LE-SDE (paper eq. 5, docs/math.md §2.2).
 
 Every particle i of class k obeys
 

@@ -98,7 +98,7 @@ class TrainConfig:
         record_features: also record the probes' penultimate features (84 per probe).
         le_steps: steps m (1 ≤ m ≤ S) at which to measure local elasticity directly.
         le_model: H of the direct measurement: ``"I"`` (H = I) or ``"L"`` (d̂_L d̂_Lᵀ).
-        p_err: label-corruption fraction of the training labels (MATH.md §7).
+        p_err: label-corruption fraction of the training labels (docs/math.md §7).
         n_val: validation samples used for val_loss/val_acc (a fixed random subset);
             None: all.
         chunk_steps: steps per written chunk; also the resume granularity.

@@ -1,4 +1,4 @@
-"""What the ensemble trainer records, and when (paper §4.1; MATH.md §4).
+"""What the ensemble trainer records, and when (paper §4.1; docs/math.md §4).
 
 - Every step, per trial: the index, label and clean label of the trained sample, its
   logits before the update and its loss (they come out of the training forward pass,
