@@ -1138,10 +1138,34 @@ def run_points(
         key["val_acc_transition"] = crossing(xs, acc, 0.5 * (1 + 1 / n_classes))
         key["r_gamma_L_crosses_1_at"] = crossing(xs, r_g["L"], 1.0)
         key["r_gamma_I_crosses_1_at"] = crossing(xs, r_g["I"], 1.0)
-    for i, v in enumerate(xs):
+        for H in ("I", "L"):
+            cis = [s["estimate"][H].get("r_gamma_ci", [np.nan, np.nan]) for _, s in rows]
+            mns = [s["analyse"].get("margin_noise", {}).get(H, {}) for _, s in rows]
+            # where the interval of r̂_γ first reaches 1, and first lies wholly above it
+            key[f"r_gamma_{H}_ci_reaches_1_at"] = next(
+                (x for x, c in zip(xs, cis, strict=True) if np.isfinite(c[1]) and c[1] >= 1), None
+            )
+            key[f"r_gamma_{H}_ci_above_1_at"] = next(
+                (x for x, c in zip(xs, cis, strict=True) if np.isfinite(c[0]) and c[0] > 1), None
+            )
+            key[f"margin_noise_{H}_not_separable_at"] = next(
+                (x for x, m in zip(xs, mns, strict=True) if m.get("verdict") == "not separable"),
+                None,
+            )
+    for i, (v, s) in enumerate(rows):
         key[f"val_acc at {parameter}={v:.3g}"] = acc[i]
-        key[f"r_gamma_L at {parameter}={v:.3g}"] = r_g["L"][i]
-        key[f"r_gamma_I at {parameter}={v:.3g}"] = r_g["I"][i]
+        for H in ("L", "I"):
+            e = s["estimate"][H]
+            key[f"r_gamma_{H} at {parameter}={v:.3g}"] = r_g[H][i]
+            if "r_gamma_ci" in e:
+                key[f"r_gamma_{H} at {parameter}={v:.3g}_ci"] = e["r_gamma_ci"]
+                key[f"verdict_tail_{H} at {parameter}={v:.3g}"] = e["verdict"]
+            mn = s["analyse"].get("margin_noise", {}).get(H)
+            if mn:
+                key[f"verdict_margin_noise_{H} at {parameter}={v:.3g}"] = mn["verdict"]
+        key[f"separable_fraction at {parameter}={v:.3g}"] = s["analyse"].get(
+            "separable_fraction_final"
+        )
     summary["key"] = key
     write_json_atomic(out / SUMMARY, summary)
     draw_figures(out)
