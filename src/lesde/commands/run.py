@@ -131,6 +131,17 @@ def _run_separation(mod, cfg, out: Path, *, tiny: bool) -> None:
         key["(c) verdicts matching the simulated separability"] = (
             f"{sum(r['verdict_matches'] for r in rows)}/{len(rows)}"
         )
+    rows_d = table.get("d", {}).get("rows", [])
+    for r in rows_d:
+        key[f"(d) margin-to-noise exponent at c/K={r['c_over_k']:g}, q={r['q']:g}"] = (
+            f"{r['slope']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}] (true {r['expected']:.3f}): "
+            f"{r['verdict']} (simulated: {r['fraction']:.0%} separable; "
+            f"tail index {r['s_hat']:.3f})"
+        )
+    if rows_d:
+        key["(d) verdicts matching the simulated separability"] = (
+            f"{sum(r['verdict_matches'] for r in rows_d)}/{len(rows_d)}"
+        )
     key["collapse"] = collapse.summary(res)
     summary = load_summary(out)
     summary.update(experiment="separation", config={"separation": table["config"]}, key=key)

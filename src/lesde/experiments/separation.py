@@ -11,6 +11,11 @@ linearly separable at the final time, with 95% Wilson intervals:
     (class means over runs → `estimate_ab` → `lesde.estimate.tail` with a bootstrap over
     runs) gives r̂_γ with its interval against the true s, and its three-valued verdict
     against the simulated separability of the same runs.
+(d) The boundary r_γ = 1, where trained networks sit: γ(t) = c/(1+t) for several c/K
+    and a constant or decaying noise σ(t) = (1+t)^(−q). The tail index is 1 in every
+    case; the margin-to-noise exponent (`lesde.estimate.diffusion`), estimated from the
+    runs' class means and spreads, against its true value c/K − (1/2 − q), and its verdict
+    against the simulated separability.
 
 The theorems are statements as t → ∞; at a finite horizon T the crossover sits where the
 class-mean gap (closed form, docs/math.md §3) equals the Brownian width of the clouds
@@ -94,6 +99,13 @@ class Config:
         n_runs_c: runs ("trials") whose mean is X̄ and which the bootstrap resamples.
         n_boot_c: bootstrap resamples. The tail window is t ∈ [10, T], uniform in log t
             on this grid.
+    Part (d), the margin-to-noise ratio at the boundary (radius_b as in (b), p = 3):
+        cases_d: (c/K, q) pairs: γ = c/(1+t), σ(t) = (1+t)^(−q). The ratio's exponent is
+            c/K − (1/2 − q): (0.3, 0), (0.4, 0), (0.15, 0.25) below 0, (0.6, 0), (0.7, 0),
+            (0.4, 0.25) above it, so c/K = 0.4 appears on both sides, decided by the noise.
+        horizon_d: T = 1e6 on a geometric grid of 2000 steps, 41 checkpoints; the trend
+            is fitted on t ∈ [1e3, T].
+        n_runs_d: runs ("trials") with n_per_class particles each.
     All:
         n_runs: independent LE-SDE runs per grid point (200: Wilson 95% half-width ≤ 0.07).
         n_per_class: n particles per class.
@@ -119,6 +131,11 @@ class Config:
     n_steps_c: int = 2000
     n_runs_c: int = 100
     n_boot_c: int = 200
+    cases_d: tuple[tuple[float, float], ...] = (
+        (0.3, 0.0), (0.4, 0.0), (0.6, 0.0), (0.7, 0.0), (0.15, 0.25), (0.4, 0.25),
+    )  # fmt: skip
+    horizon_d: float = 1e6
+    n_runs_d: int = 20
     n_runs: int = 200
     n_per_class: int = 100
     init_spread: float = 0.1
@@ -151,6 +168,15 @@ class Config:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 10:
                 raise ValueError(f"`{name}` must be an int >= 10, got {v!r}")
+        for pair in self.cases_d:
+            if len(pair) != 2 or not (pair[0] > 0 and pair[1] >= 0):
+                raise ValueError(f"`cases_d` must be (c/K > 0, q >= 0) pairs, got {pair!r}")
+        if (
+            isinstance(self.n_runs_d, bool)
+            or not isinstance(self.n_runs_d, int)
+            or (self.n_runs_d < 2)
+        ):
+            raise ValueError(f"`n_runs_d` must be an int >= 2, got {self.n_runs_d!r}")
         if self.dt_a > min(self.horizons_a):
             raise ValueError(f"`dt_a` must be <= min(horizons_a), got {self.dt_a}")
         if isinstance(self.n_features_b, bool) or not isinstance(self.n_features_b, int):
@@ -180,6 +206,8 @@ class Config:
             n_runs_c=30,
             n_steps_c=1000,
             n_boot_c=100,
+            cases_d=((0.3, 0.0), (0.7, 0.0)),
+            n_runs_d=10,
         )
         base.update(overrides)
         return cls(**base)
@@ -320,11 +348,58 @@ def estimate_point(cfg: Config, s: float, H: str, seed: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def margin_point(cfg: Config, c_over_k: float, q: float, seed: int) -> dict[str, Any]:
+    """Part (d) for one (c/K, q): the margin-to-noise exponent and verdict vs the truth.
+
+    Returns:
+        ``slope``, ``lo``, ``hi``, ``expected`` (c/K − (1/2 − q)), ``verdict``,
+        ``s_hat`` (the tail index of γ, ≈ 1), ``n_separable`` of ``n_runs``.
+    """
+    import warnings
+
+    from lesde.estimate.ab import estimate_ab
+    from lesde.estimate.diffusion import estimate_diffusion, margin_to_noise
+    from lesde.estimate.tail import tail_fit
+
+    K, p, n = 3, 3, cfg.n_per_class
+    c = c_over_k * K
+    model = LEModel(K, p, alpha=lambda t: c / (1.0 + np.asarray(t)), beta=0.0, H="I")
+    ts = np.expm1(np.linspace(0.0, np.log1p(cfg.horizon_d), 2001))
+    save = ts[::50]
+    sigma = (lambda t: (1.0 + np.asarray(t)) ** (-q)) if q else 1.0
+    res = simulate_sde(
+        model, ts, n_per_class=n, sigma=sigma, n_paths=cfg.n_runs_d,
+        x0=cfg.radius_b * (np.eye(K) - 1.0 / K), seed=seed, save_ts=save,
+        init_spread=cfg.init_spread,
+    )  # fmt: skip
+    X = res.particles  # (R, C, K, n, p)
+    R, C = X.shape[:2]
+    feats = X.reshape(R, C, K * n, p)
+    y = np.repeat(np.arange(K), n)
+    xbar = X.mean(axis=3).mean(axis=0)  # (C, K, p)
+    i0 = 4  # t ≈ 3: the means have moved off their exact start
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ab = estimate_ab(xbar, save, model="I", t0_index=i0)
+    gap0 = float(min(np.linalg.norm(xbar[i0, k] - xbar[i0, m]) for k in range(K) for m in range(k)))
+    d = estimate_diffusion(save, feats, y, K)
+    t_range = (1e3, float(save[-1]))
+    mn = margin_to_noise(save, d.V_trials, gap0, ab.A - ab.B, K, t_range=t_range, seed=seed)
+    fit = tail_fit(save, ab.A - ab.B, t_range=t_range)
+    n_sep = sum(is_separable(feats[r, -1], y) for r in range(R))
+    return {
+        "slope": mn.slope, "lo": mn.slope_ci[0], "hi": mn.slope_ci[1],
+        "expected": c_over_k - (0.5 - q), "verdict": mn.verdict, "s_hat": fit.s,
+        "n_separable": int(n_sep), "n_runs": R,
+    }  # fmt: skip
+
+
 def _points(cfg: Config) -> list[tuple[str, float, float]]:
     return (
         [("a", T, d) for T in cfg.horizons_a for d in cfg.deltas_a]
         + [("b", T, s) for T in cfg.horizons_b for s in cfg.exponents_b]
         + [(f"c{H}", cfg.horizon_c, s) for H in cfg.models_c for s in cfg.exponents_c]
+        + [(f"d{q!r}", cfg.horizon_d, ck) for ck, q in cfg.cases_d]
     )
 
 
@@ -381,6 +456,8 @@ def run(
         common = dict(n_runs=cfg.n_runs, n_per_class=cfg.n_per_class, seed=seed)
         if part.startswith("c"):
             done[key] = estimate_point(cfg, x, part[1], seed)
+        elif part.startswith("d"):
+            done[key] = margin_point(cfg, x, float(part[1:]), seed)
         elif part == "a":
             x0 = np.array(cfg.centres_a)[:, None]  # (2, 1)
             done[key] = separation_fraction(
@@ -419,6 +496,14 @@ def _table(cfg: Config, done: dict[str, Any]) -> dict:
             r["verdict_matches"] = r["verdict"] == truth
             rows.append(r)
     out["c"] = {"x_name": "s", "threshold": 1.0, "horizon": cfg.horizon_c, "rows": rows}
+    rows_d = []
+    for ck, q in cfg.cases_d:
+        r = dict(done[_key(f"d{q!r}", cfg.horizon_d, ck)])
+        r.update(c_over_k=ck, q=q, fraction=r["n_separable"] / r["n_runs"])
+        truth = "separable" if r["fraction"] >= 0.5 else "not separable"
+        r["verdict_matches"] = r["verdict"] == truth
+        rows_d.append(r)
+    out["d"] = {"horizon": cfg.horizon_d, "rows": rows_d}
     for part, xs, horizons, thr, name in (
         ("a", cfg.deltas_a, cfg.horizons_a, 0.0, "alpha - beta"),
         ("b", cfg.exponents_b, cfg.horizons_b, 1.0, "s"),

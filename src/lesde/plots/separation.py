@@ -16,6 +16,7 @@ from matplotlib.axes import Axes  # noqa: E402
 __all__ = [
     "plot_separation",
     "plot_estimator_check",
+    "plot_margin_noise_check",
     "plot_collapse",
     "separation_figure",
     "collapse_figure",
@@ -122,6 +123,43 @@ def plot_estimator_check(
     return ax
 
 
+def plot_margin_noise_check(
+    part: Mapping[str, Any], *, ax: Axes | None = None, title: str | None = None
+) -> Axes:
+    """Estimated margin-to-noise exponent (95 % bootstrap) against its true value.
+
+    One point per (c/K, q); filled: separable at the horizon. A working estimator puts
+    the points on the diagonal and the filled ones right of 0.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.6))
+    rows = part["rows"]
+    ex = [r["expected"] for r in rows]
+    lo_x, hi_x = min(ex) - 0.1, max(ex) + 0.1
+    ax.plot([lo_x, hi_x], [lo_x, hi_x], color="0.6", lw=1, label="estimate = truth")
+    for r in rows:
+        color = "C0" if r["q"] == 0 else "C1"
+        sep = r["fraction"] >= 0.5
+        yerr = [[max(0.0, r["slope"] - r["lo"])], [max(0.0, r["hi"] - r["slope"])]]
+        ax.errorbar([r["expected"]], [r["slope"]], yerr=yerr, fmt="o", color=color, ms=5,
+                    mfc=color if sep else "white", capsize=2)  # fmt: skip
+        ax.annotate(f"c/K={r['c_over_k']:g}", (r["expected"], r["slope"]), fontsize=6,
+                    xytext=(4, -8), textcoords="offset points")  # fmt: skip
+    ax.plot([], [], "o", color="C0", label="constant σ")
+    ax.plot([], [], "o", color="C1", label="σ(t) = (1+t)^(-1/4)")
+    ax.plot([], [], "o", color="k", mfc="white", label="open: not separable at T")
+    ax.axvline(0.0, color="k", ls="--", lw=1)
+    ax.axhline(0.0, color="k", ls=":", lw=1)
+    ax.set_xlim(lo_x, hi_x)
+    ax.set_xlabel("true exponent c/K − (1/2 − q)")
+    ax.set_ylabel("estimated d log ρ / d log t")
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.grid(alpha=0.3)
+    return ax
+
+
 def plot_collapse(
     ts: Sequence[float],
     curves: Mapping[str, Sequence[float]],
@@ -159,7 +197,9 @@ def separation_figure(table: Mapping[str, Any], path: str | os.PathLike) -> None
     """Write the figure of `lesde.experiments.separation.run` to ``path`` (two panels,
     three with the estimator check)."""
     has_c = bool(table.get("c", {}).get("rows"))
-    fig, axes = plt.subplots(1, 3 if has_c else 2, figsize=(16 if has_c else 11, 4))
+    has_d = bool(table.get("d", {}).get("rows"))
+    n = 2 + has_c + has_d
+    fig, axes = plt.subplots(1, n, figsize=(5.4 * n, 4))
     plot_separation(table["a"], ax=axes[0], title="(a) Theorem 2.1: K=2, p=1, constant α, β")
     plot_separation(table["b"], ax=axes[1], title="(b) Theorem 3.1: K=3, p=3, γ(t) = c(1+t)^(-s)")
     axes[0].set_xlabel("α − β  (dotted: finite-T crossover estimates)")
@@ -167,6 +207,11 @@ def separation_figure(table: Mapping[str, Any], path: str | os.PathLike) -> None
     if has_c:
         T = _fmt_horizon(table["c"]["horizon"])
         plot_estimator_check(table["c"], ax=axes[2], title=f"(c) estimated r̂_γ vs true s (T = {T})")
+    if has_d:
+        T = _fmt_horizon(table["d"]["horizon"])
+        plot_margin_noise_check(
+            table["d"], ax=axes[-1], title=f"(d) γ = c/(1+t): margin-to-noise exponent (T = {T})"
+        )
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
