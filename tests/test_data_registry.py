@@ -89,7 +89,7 @@ def test_cli_info_prints_json(capsys):
 def test_cli_missing_cifar_explains(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("LESDE_DATA", raising=False)
     rc = app(["data", "show", "cifar10", "--cifar-root", str(tmp_path)])
-    assert rc == 1
+    assert rc == 2  # expected failures exit 2 (one line, no traceback)
     err = capsys.readouterr().err
     assert "cifar-10-batches-py" in err and "--cifar-root" in err
 
@@ -111,5 +111,5 @@ def test_plot_samples_grid_layout():
 
 
 def test_cli_rejects_classes_for_geomnist(capsys):
-    assert app(["data", "show", "geomnist", "--classes", "0", "1"]) == 1
+    assert app(["data", "show", "geomnist", "--classes", "0", "1"]) == 2
     assert "--classes" in capsys.readouterr().err

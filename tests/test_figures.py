@@ -65,4 +65,4 @@ def test_cli_figures(run_dir, capsys):
     assert app(["figures", str(run_dir)]) == 0
     printed = capsys.readouterr().out.split()
     assert str(run_dir / "figures" / "rd.pdf") in printed
-    assert app(["figures", str(run_dir / "nope")]) == 1
+    assert app(["figures", str(run_dir / "nope")]) == 2

@@ -83,4 +83,4 @@ def test_cli_report(report, tmp_path):
     out = tmp_path / "r.html"
     assert app(["report", str(d), "--out", str(out)]) == 0
     assert out.read_text().count("data:image/png;base64,") >= 6
-    assert app(["report", str(tmp_path / "missing")]) == 1
+    assert app(["report", str(tmp_path / "missing")]) == 2

@@ -63,14 +63,19 @@ def test_cli_trains_and_records(npz, tmp_path, capsys):
     assert ds.sizes["trial"] == 3 and ds.sizes["step"] == 40
     assert list(ds["le_step"].values) == [1, 6, 40]  # 3 log-spaced steps in [1, 40]
     assert ds.attrs["seed"] == 1
-    # a second run into the same directory is refused (exit 2)
-    assert app(_args(npz, out, 40)) == 2
+    # the same run again is a no-op; a different one into the same directory is refused
+    # (exit 2), naming what differs
+    capsys.readouterr()
+    assert app(_args(npz, out, 40, ["--chunk-steps", "16", "--n-le-steps", "3"])) == 0
+    assert app(_args(npz, out, 41, ["--chunk-steps", "16", "--n-le-steps", "3"])) == 2
+    err = capsys.readouterr().err
+    assert "n_steps: 40 → 41" in err and "--overwrite" in err and len(err.splitlines()) == 1
     assert app(["train", "--resume", str(tmp_path / "nothing")]) == 2
 
 
 def test_cli_bad_option_and_divergence(npz, tmp_path, capsys):
     assert app(_args(npz, tmp_path / "x", 0)) == 2
-    assert "n_steps" in capsys.readouterr().err
+    assert "--steps" in capsys.readouterr().err  # the flag as the user typed it
     assert app(_args(npz, tmp_path / "d", 20, ["--lr", "1e6"])) == 3
     assert "diverged" in capsys.readouterr().err
     assert run_status(tmp_path / "d") == "diverged"

@@ -46,6 +46,10 @@ _SCRIPT = """
 
 # key -> (label, meaning)
 _KEY_LABELS: dict[str, tuple[str, str]] = {
+    "learned": (
+        "the networks learned",
+        "accuracy above chance and loss fell; else: ignore verdicts",
+    ),
     "val_acc_final": ("validation accuracy (final)", "mean over trials"),
     "val_loss_final": ("validation loss (final)", "mean over trials"),
     "separable_fraction_final": ("separable trials (final)", "train-probe logits, LP"),
@@ -131,16 +135,25 @@ def _with_ci(v: Any, ci: Any) -> str:
 _VERDICT_CLASS = {"separable": "ok", "not separable": "bad", "undetermined": "muted"}
 
 
+_NOT_MEANINGFUL = ("r_", "verdict_", "margin_noise_", "separable")
+
+
 def _key_table(key: dict[str, Any]) -> str:
     rows = []
+    unlearned = key.get("learned") is False
     for k, v in key.items():
         if k.endswith("_ci") and k[: -len("_ci")] in key:
             continue  # shown beside its value
         label, meaning = _KEY_LABELS.get(k, (k, ""))
         cls = _VERDICT_CLASS.get(v, "") if isinstance(v, str) else ""
+        value = _with_ci(v, key.get(f"{k}_ci"))
+        if unlearned and k.startswith(_NOT_MEANINGFUL):
+            value += " <span class='bad'>(not meaningful: the run did not learn)</span>"
+        if k == "learned" and v is False:
+            cls = "bad"
         rows.append(
             f"<tr><td>{html.escape(label)}</td>"
-            f"<td class='num {cls}'>{_with_ci(v, key.get(f'{k}_ci'))}</td>"
+            f"<td class='num {cls}'>{value}</td>"
             f"<td class='muted'>{html.escape(meaning)}</td></tr>"
         )
     return (
@@ -237,6 +250,15 @@ def write_report(run_dir: Path | str, *, out: Path | str | None = None) -> Path:
         "Imitating deep-learning dynamics with locally elastic SDEs (Zhang, Wang &amp; Su, "
         "NeurIPS 2021).</p>",
     ]
+    learning = summary.get("analyse", {}).get("learning", {})
+    if learning and not learning.get("learned", True):
+        parts.append(
+            "<p id='did-not-learn' style='background:#fde8e8;border:2px solid #a11;"
+            "padding:.8em;font-weight:600'>This run did not learn: "
+            f"{html.escape(learning.get('why', ''))}. Its tail indices, verdicts and "
+            "imitation numbers describe networks near their initialisation and are not "
+            "meaningful.</p>"
+        )
     if summary.get("key"):
         parts += ["<h2>Key numbers</h2>", _key_table(summary["key"])]
     parts.append(_points_table(run_dir, summary))

@@ -85,16 +85,116 @@ __all__ = [
     "run_status",
     "RECORD",
     "IncompleteRunError",
+    "CorruptRunError",
+    "verify_record",
+    "reset_for_repair",
 ]
 
 RECORD = "record.zarr"
 CONFIG = "config.json"
 META = "meta.json"
 STATE_DIR = "state"
+MANIFEST = "manifest.json"
+LOCK_NAME = ".lesde.lock"  # the run-directory lock of `lesde.rundir`
 
 
 class IncompleteRunError(RuntimeError):
     """Raised by `open_run` on a run that has not finished (see ``allow_incomplete``)."""
+
+
+class CorruptRunError(RuntimeError):
+    """A finished run's record lost or damaged a file (named in the message).
+
+    ``lesde train --resume`` / `lesde.train.run_training` / ``lesde run`` repair it by
+    training the run again (bitwise the same record).
+    """
+
+    def __init__(self, path: Path, bad: list[str]) -> None:
+        self.path, self.bad = Path(path), list(bad)
+        shown = ", ".join(self.bad[:4]) + (f" and {len(self.bad) - 4} more" if len(bad) > 4 else "")
+        super().__init__(
+            f"run {self.path} is damaged: {shown}; `lesde train --resume {self.path}` (or "
+            "`lesde run` again) retrains it"
+        )
+
+
+def _file_crc(path: Path) -> int:
+    import zlib
+
+    crc = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            crc = zlib.crc32(block, crc)
+    return crc
+
+
+def _record_files(path: Path) -> list[Path]:
+    root = path / RECORD
+    return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def write_manifest(path: str | os.PathLike) -> None:
+    """Write ``manifest.json``: size and CRC-32 of every file of the record.
+
+    Written when a run finishes; `verify_record` checks a finished run against it, so a
+    deleted, truncated or altered chunk is found and named instead of read as NaN.
+    """
+    path = Path(path)
+    files = {
+        str(p.relative_to(path)): [p.stat().st_size, _file_crc(p)] for p in _record_files(path)
+    }
+    write_json_atomic(path / MANIFEST, {"algorithm": "crc32", "files": files})
+
+
+def verify_record(path: str | os.PathLike) -> None:
+    """Check a finished run's record against its manifest (no manifest: nothing to check).
+
+    Raises:
+        CorruptRunError: naming every missing, truncated or changed file.
+    """
+    path = Path(path)
+    mpath = path / MANIFEST
+    if not mpath.exists():
+        return
+    try:
+        files = read_json(mpath)["files"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise CorruptRunError(path, [f"{MANIFEST} unreadable ({err})"]) from err
+    bad = []
+    for rel, (size, crc) in files.items():
+        p = path / rel
+        if not p.exists():
+            bad.append(f"{rel} missing")
+        elif p.stat().st_size != size:
+            bad.append(f"{rel} truncated or changed ({p.stat().st_size} of {size} bytes)")
+        elif _file_crc(p) != crc:
+            bad.append(f"{rel} corrupt (checksum differs)")
+    if bad:
+        raise CorruptRunError(path, bad)
+
+
+def reset_for_repair(path: str | os.PathLike) -> dict[str, Any]:
+    """Remove a damaged run's record, state and meta, keeping ``config.json``.
+
+    Returns:
+        The old ``meta.json`` (its ``n_groups`` lets the retrained run split its trials
+        the same way, for a bitwise-equal record).
+    """
+    import shutil
+
+    path = Path(path)
+    old = {}
+    try:
+        old = read_json(path / META)
+    except (OSError, ValueError):
+        pass
+    for name in (RECORD, STATE_DIR, META, MANIFEST):
+        p = path / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+    return old
 
 
 def _umask_mode() -> int:
@@ -154,11 +254,21 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def run_status(path: str | os.PathLike) -> str:
-    """``"running"``, ``"complete"``, ``"diverged"`` or ``"missing"`` for a run directory."""
+    """``"running"``, ``"complete"``, ``"diverged"`` or ``"missing"`` for a run directory.
+
+    Raises:
+        ValueError: ``meta.json`` is not a JSON object (the file is named).
+    """
     meta = Path(path) / META
     if not meta.exists():
         return "missing"
-    return str(read_json(meta).get("status", "running"))
+    try:
+        obj = read_json(meta)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"{meta}: not valid JSON ({err}); delete the run or it") from err
+    if not isinstance(obj, dict):
+        raise ValueError(f"{meta}: expected a JSON object, found {type(obj).__name__}")
+    return str(obj.get("status", "running"))
 
 
 class RunWriter:
@@ -209,7 +319,7 @@ class RunWriter:
             self.group = zarr.open_group(self.path / RECORD, mode="r+")
             self.meta = read_json(self.path / META)
             return
-        if self.path.exists() and any(self.path.iterdir()):
+        if self.path.exists() and any(c.name != LOCK_NAME for c in self.path.iterdir()):
             raise FileExistsError(
                 f"`out` {self.path} exists and is not empty; choose a new directory or resume"
             )
@@ -298,12 +408,17 @@ class RunWriter:
         write_json_atomic(self.path / META, self.meta)
 
     def mark_complete(self, **fields: Any) -> None:
-        """Mark the run complete (last write of a run) and drop the resume state."""
+        """Mark the run complete (last write of a run) and drop the resume state.
+
+        The manifest of the record's files is written first, so a complete run always
+        has one."""
+        write_manifest(self.path)
         self.update_meta(status="complete", **fields)
         self._drop_state()
 
     def mark_diverged(self, *, step: int, trial: int, message: str, **fields: Any) -> None:
         """Mark the run diverged: final, data kept up to ``step``."""
+        write_manifest(self.path)
         self.update_meta(
             status="diverged",
             diverged={"step": int(step), "trial": int(trial), "message": message},
@@ -320,13 +435,15 @@ class RunWriter:
             self.state_dir.rmdir()
 
 
-def open_run(path: str | os.PathLike, *, allow_incomplete: bool = False):
+def open_run(path: str | os.PathLike, *, allow_incomplete: bool = False, verify: bool = True):
     """Open a training run as an ``xarray.Dataset`` (lazy; ``.load()`` to read it all).
 
     Args:
         path: run directory written by `lesde.train.train_ensemble` / ``lesde train``.
         allow_incomplete: open a run that is still running or was killed (warns); its
             unwritten entries hold NaN / -1.
+        verify: check a finished run's files against its manifest first (sizes and
+            CRC-32 of every chunk), so a lost or damaged chunk is an error, never NaN.
 
     Returns:
         Dataset with the variables and coordinates listed in this module's docstring;
@@ -335,6 +452,7 @@ def open_run(path: str | os.PathLike, *, allow_incomplete: bool = False):
     Raises:
         FileNotFoundError: ``path`` is not a run directory.
         IncompleteRunError: the run has not completed and ``allow_incomplete`` is False.
+        CorruptRunError: a file of a finished run's record is missing or damaged.
     """
     import xarray as xr
 
@@ -351,7 +469,9 @@ def open_run(path: str | os.PathLike, *, allow_incomplete: bool = False):
         if not allow_incomplete:
             raise IncompleteRunError(msg + ", or pass allow_incomplete=True to read it anyway")
         warnings.warn(msg, stacklevel=2)
-    elif status == "diverged":
+    if status in ("complete", "diverged") and verify:
+        verify_record(path)
+    if status == "diverged":
         info = meta.get("diverged", {})
         warnings.warn(
             f"run {path} diverged at step {info.get('step')} (trial {info.get('trial')}); "

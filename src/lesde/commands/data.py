@@ -7,15 +7,16 @@ Examples::
     lesde data show cifar10 --cifar-root ~/data             # or LESDE_DATA=~/data
     lesde data info geomnist --n 100                         # shapes, provenance (JSON)
 
-Exit status: 0 done, 1 data not found or invalid options.
+Exit status: 0 done, 2 data not found or invalid options.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
+
+from lesde.commands._options import nonneg_int, out_file, positive_int, seed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,12 +24,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("action", choices=("show", "info"), help="show: PNG grid; info: JSON")
     parser.add_argument("name", choices=available(), help="dataset")
-    parser.add_argument("--out", default=None, help="PNG file (default: NAME_samples.png)")
-    parser.add_argument("--n", type=int, default=8, help="samples per class (default 8)")
-    parser.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
     parser.add_argument(
-        "--classes", type=int, nargs="+", default=None, help="class subset (digits, cifar10)"
+        "--out", type=out_file, default=None, help="PNG file (default: NAME_samples.png)"
     )
+    parser.add_argument("--n", type=positive_int, default=8, help="samples per class (default 8)")
+    parser.add_argument("--seed", type=seed, default=0, help="data seed (default 0)")
+    parser.add_argument(
+        "--classes", type=nonneg_int, nargs="+", default=None,
+        help="class subset (digits, cifar10)",
+    )  # fmt: skip
     parser.add_argument(
         "--cifar-root",
         default=None,
@@ -54,14 +58,7 @@ def _options(args: argparse.Namespace) -> dict:
 def main(args: argparse.Namespace) -> int:
     from lesde.data import load
 
-    if args.n < 1:
-        print(f"lesde data: --n must be >= 1, got {args.n}", file=sys.stderr)
-        return 1
-    try:
-        data = load(args.name, **_options(args))
-    except (FileNotFoundError, ValueError, TypeError) as err:
-        print(f"lesde data: {err}", file=sys.stderr)
-        return 1
+    data = load(args.name, **_options(args))
     if args.action == "info":
         info = {
             "x_train": list(data.x_train.shape),

@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import sys
+
+from lesde.commands._options import existing_dir, out_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run", help="run directory written by `lesde run`")
-    parser.add_argument("--out", default=None, help="output directory (default RUN/figures)")
+    parser.add_argument("run", type=existing_dir, help="run directory written by `lesde run`")
+    parser.add_argument(
+        "--out", type=out_dir, default=None, help="output directory (default RUN/figures)"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
     from lesde.figures import draw_figures
 
-    try:
-        paths = draw_figures(args.run, out=args.out)
-    except FileNotFoundError as err:
-        print(f"lesde figures: {err}", file=sys.stderr)
-        return 1
+    paths = draw_figures(args.run, out=args.out)
     for p in paths:
         print(p)
     return 0

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from lesde.commands._options import existing_dir, out_file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run", help="run directory written by `lesde run`")
-    parser.add_argument("--out", default=None, help="output file (default RUN/report.html)")
+    parser.add_argument("run", type=existing_dir, help="run directory written by `lesde run`")
+    parser.add_argument(
+        "--out", type=out_file, default=None, help="output file (default RUN/report.html)"
+    )
     parser.add_argument(
         "--no-figures", action="store_true", help="do not redraw figures that are missing"
     )
@@ -20,12 +23,8 @@ def main(args: argparse.Namespace) -> int:
     from lesde.report import write_report
 
     run = Path(args.run)
-    try:
-        if not args.no_figures and not (run / "figures").is_dir():
-            draw_figures(run)
-        path = write_report(run, out=args.out)
-    except FileNotFoundError as err:
-        print(f"lesde report: {err}", file=sys.stderr)
-        return 1
+    if not args.no_figures and not (run / "figures").is_dir():
+        draw_figures(run)
+    path = write_report(run, out=args.out)
     print(path)
     return 0

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from lesde.commands._options import add_overwrite, out_dir, positive_int, seed
 from lesde.experiments.registry import EXPERIMENTS
 
 
@@ -21,20 +22,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=sorted(EXPERIMENTS),
         help="; ".join(f"{k}: {v[1]}" for k, v in EXPERIMENTS.items()),
     )
-    parser.add_argument("--out", default=None, help="run directory (default runs/NAME)")
+    parser.add_argument(
+        "--out", type=out_dir, default=None, help="run directory (default runs/NAME)"
+    )
     parser.add_argument(
         "--scale",
         choices=("tiny", "default", "paper"),
         default="default",
         help="problem size: tiny (seconds), default (minutes), paper (the paper's counts)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="root seed")
+    parser.add_argument("--seed", type=seed, default=0, help="root seed")
     parser.add_argument(
-        "--trials", type=int, default=None,
+        "--trials", type=positive_int, default=None,
         help="trials per run (per point of a sweep); default: the scale's (geomnist, label-noise)",
     )  # fmt: skip
     parser.add_argument(
-        "--steps", type=int, default=None,
+        "--steps", type=positive_int, default=None,
         help="SGD steps per trial; default: the scale's (geomnist, label-noise)",
     )  # fmt: skip
     parser.add_argument(
@@ -42,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="directory with cifar-10-batches-py/ or -bin/ (default: $LESDE_DATA)",
     )
+    add_overwrite(parser)
 
 
 def build_config(name: str, args: argparse.Namespace):
@@ -61,35 +65,37 @@ def build_config(name: str, args: argparse.Namespace):
             continue
         if field not in mod.Config.__dataclass_fields__:
             raise ValueError(f"--{flag} is not an option of `lesde run {name}`")
-        if value < 1:
-            raise ValueError(f"--{flag} must be a positive int, got {value}")
         kwargs[field] = value
     return mod.Config(**kwargs)
 
 
 def main(args: argparse.Namespace) -> int:
     from lesde.experiments.registry import get
+    from lesde.rundir import RunDirLock, check_identity, check_out_dir, wipe
+    from lesde.store import jsonable
 
     name = args.name
     out = Path(args.out or f"runs/{name}")
-    try:
-        cfg = build_config(name, args)
-    except (TypeError, ValueError) as err:
-        print(f"lesde run {name}: {err}", file=sys.stderr)
-        return 2
+    cfg = build_config(name, args)  # a bad option raises before anything is written
     mod = get(name)
-    t = time.perf_counter()
-    print(f"lesde run {name} (scale {args.scale}) -> {out}")
-    try:
+    stored_cfg = {"separation": jsonable(cfg)} if name == "separation" else jsonable(cfg)
+    out = check_out_dir(out)
+    with RunDirLock(out):
+        if args.overwrite:
+            wipe(out)
+        else:
+            check_identity(out, experiment=name, config=stored_cfg)
+        t = time.perf_counter()
+        print(f"lesde run {name} (scale {args.scale}) -> {out}")
         if name == "separation":
             _run_separation(mod, cfg, out, tiny=args.scale == "tiny")
         else:
             summary = mod.run(cfg, out)
             for k, v in (summary.get("key") or {}).items():
                 print(f"  {k}: {_fmt(v)}")
-    except FileNotFoundError as err:
-        print(f"lesde run {name}: {err}", file=sys.stderr)
-        return 1
+            for note in summary.get("notes") or []:
+                if note.startswith("WARNING"):
+                    print(f"lesde run {name}: {note}", file=sys.stderr)
     print(f"done in {time.perf_counter() - t:.0f} s; open {out / 'report.html'}")
     return 0
 

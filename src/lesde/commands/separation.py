@@ -9,16 +9,21 @@ interrupted run resumes from ``separation.json`` when re-run with the same optio
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from lesde.commands._options import out_dir, positive_int, seed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="runs/separation", help="output directory")
+    parser.add_argument("--out", type=out_dir, default="runs/separation", help="output directory")
     parser.add_argument("--quick", action="store_true", help="a few-second smoke version")
-    parser.add_argument("--runs", type=int, default=None, help="LE-SDE runs per grid point")
-    parser.add_argument("--n-per-class", type=int, default=None, help="particles per class")
-    parser.add_argument("--seed", type=int, default=0, help="root seed")
+    parser.add_argument(
+        "--runs", type=positive_int, default=None, help="LE-SDE runs per grid point"
+    )
+    parser.add_argument(
+        "--n-per-class", type=positive_int, default=None, help="particles per class"
+    )
+    parser.add_argument("--seed", type=seed, default=0, help="root seed")
     parser.add_argument("--no-collapse", action="store_true", help="skip the collapse demo")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -33,12 +38,15 @@ def main(args: argparse.Namespace) -> int:
         overrides["n_runs"] = args.runs
     if args.n_per_class is not None:
         overrides["n_per_class"] = args.n_per_class
-    try:
-        cfg = (separation.Config.quick if args.quick else separation.Config)(**overrides)
-    except (TypeError, ValueError) as err:
-        print(f"lesde separation: {err}", file=sys.stderr)
-        return 2
-    out = Path(args.out)
+    from lesde.rundir import RunDirLock, check_out_dir
+
+    cfg = (separation.Config.quick if args.quick else separation.Config)(**overrides)
+    out = check_out_dir(Path(args.out))
+    with RunDirLock(out):
+        return _run(args, cfg, out, separation, collapse, tqdm)
+
+
+def _run(args, cfg, out: Path, separation, collapse, tqdm) -> int:
 
     def progress(it):
         return tqdm(it, desc="separation sweeps", unit="point", disable=args.no_progress)

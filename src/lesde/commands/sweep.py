@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from lesde.commands._options import add_overwrite, fraction, out_dir, positive_int, seed
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from lesde.sweep import DATASETS
@@ -25,12 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--p-err",
         nargs="+",
-        type=float,
+        type=fraction,
         default=[0.0, 1 / 3, 2 / 3],
         help="label-corruption fractions in [0, 1] (default: 0 1/3 2/3)",
     )
     parser.add_argument(
-        "--seeds", nargs="+", type=int, default=[0], help="one run per seed (default: 0)"
+        "--seeds", nargs="+", type=seed, default=[0], help="one run per seed (default: 0)"
     )
     parser.add_argument(
         "--scale",
@@ -38,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="default",
         help="size of each point's run (default: default)",
     )
-    parser.add_argument("--out", default="runs/sweep", help="sweep directory")
+    parser.add_argument("--out", type=out_dir, default="runs/sweep", help="sweep directory")
     parser.add_argument(
         "--cifar-root", default=None, help="CIFAR-10 directory (default: $LESDE_DATA)"
     )
@@ -48,29 +50,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="auto|ADDRESS",
         help="run the points as Ray tasks on this cluster (default: locally, in sequence)",
     )
-    parser.add_argument("--cpus-per-point", type=int, default=1, help="CPUs per Ray task")
+    parser.add_argument("--cpus-per-point", type=positive_int, default=1, help="CPUs per Ray task")
+    add_overwrite(parser)
 
 
 def main(args: argparse.Namespace) -> int:
+    from lesde.rundir import RunDirLock, check_out_dir, mismatch, read_summary, wipe
     from lesde.sweep import SweepConfig, run_sweep
 
-    try:
-        cfg = SweepConfig(
-            datasets=tuple(args.datasets),
-            p_errs=tuple(args.p_err),
-            seeds=tuple(args.seeds),
-            scale=args.scale,
-            cifar_root=args.cifar_root,
-            cpus_per_point=args.cpus_per_point,
-        )
-    except ValueError as err:
-        print(f"lesde sweep: {err}", file=sys.stderr)
-        return 2
-    try:
-        table = run_sweep(cfg, args.out, ray_address=args.ray)
-    except (ImportError, FileNotFoundError, ConnectionError) as err:
-        print(f"lesde sweep: {err}", file=sys.stderr)
-        return 1
+    for flag, values in (("--p-err", args.p_err), ("--seeds", args.seeds),
+                         ("--datasets", args.datasets)):  # fmt: skip
+        dup = sorted({v for v in values if values.count(v) > 1})
+        if dup:
+            raise ValueError(f"{flag}: each value once, got {', '.join(map(str, dup))} twice")
+    cfg = SweepConfig(
+        datasets=tuple(args.datasets),
+        p_errs=tuple(args.p_err),
+        seeds=tuple(args.seeds),
+        scale=args.scale,
+        cifar_root=args.cifar_root,
+        cpus_per_point=args.cpus_per_point,
+    )
+    out = check_out_dir(args.out)
+    with RunDirLock(out):
+        if args.overwrite:
+            wipe(out)
+        else:
+            # a sweep may grow (more p_err, seeds, datasets) but keeps its scale; each
+            # point's training record checks its own configuration
+            stored = read_summary(out / "summary.json") if (out / "summary.json").exists() else {}
+            diffs = []
+            if stored.get("experiment", "sweep") != "sweep":
+                diffs.append(f"experiment: {stored['experiment']!r} → 'sweep'")
+            old_scale = stored.get("config", {}).get("scale", cfg.scale)
+            if old_scale != cfg.scale:
+                diffs.append(f"scale: {old_scale!r} → {cfg.scale!r}")
+            if diffs:
+                raise mismatch(out, diffs, what="sweep")
+        try:
+            table = run_sweep(cfg, out, ray_address=args.ray)
+        except ConnectionError as err:
+            print(f"lesde sweep: {err}", file=sys.stderr)
+            return 2
     for r in table["rows"]:
         acc = r["key"].get("val_acc_final")
         acc_s = f"{acc:.3f}" if isinstance(acc, float) else "—"

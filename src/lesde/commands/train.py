@@ -17,56 +17,75 @@ import argparse
 import sys
 from pathlib import Path
 
+from lesde.commands._options import (
+    add_overwrite,
+    existing_dir,
+    fraction,
+    nonneg_int,
+    out_dir,
+    positive_float,
+    positive_int,
+    seed,
+)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="geomnist", help="dataset name or .npz file")
-    parser.add_argument("--trials", type=int, default=100, help="independent networks")
-    parser.add_argument("--steps", type=int, default=10_000, help="SGD steps per trial")
-    parser.add_argument("--seed", type=int, default=0, help="root seed (data, init, samples)")
-    parser.add_argument("--out", default=None, help="run directory to create")
+    parser.add_argument("--trials", type=positive_int, default=100, help="independent networks")
+    parser.add_argument("--steps", type=positive_int, default=10_000, help="SGD steps per trial")
+    parser.add_argument("--seed", type=seed, default=0, help="root seed (data, init, samples)")
+    parser.add_argument("--out", type=out_dir, default=None, help="run directory to create")
     parser.add_argument(
         "--resume",
+        type=existing_dir,
         default=None,
         metavar="RUN",
         help="continue the unfinished run RUN (its saved options are used)",
     )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    parser.add_argument("--lr", type=float, default=0.005, help="SGD step size (paper: 0.005)")
-    parser.add_argument("--batch-size", type=int, default=1, help="samples per step (paper: 1)")
+    parser.add_argument(
+        "--lr", type=positive_float, default=0.005, help="SGD step size (paper: 0.005)"
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=1, help="samples per step (paper: 1)"
+    )
     parser.add_argument(
         "--sampling",
         choices=("balanced", "uniform", "stratified"),
         default="balanced",
         help="how samples are drawn (see TrainConfig)",
     )
-    parser.add_argument("--checkpoints", type=int, default=50, help="probe evaluations")
+    parser.add_argument("--checkpoints", type=positive_int, default=50, help="probe evaluations")
     parser.add_argument("--schedule", choices=("log", "linear"), default="log")
-    parser.add_argument("--p-err", type=float, default=0.0, help="label corruption fraction")
+    parser.add_argument("--p-err", type=fraction, default=0.0, help="label corruption fraction")
     parser.add_argument(
         "--n-per-class",
-        type=int,
+        type=positive_int,
         default=None,
         help="training samples per class (loader default if omitted)",
     )
     parser.add_argument(
         "--n-val-per-class",
-        type=int,
+        type=positive_int,
         default=None,
         help="validation samples per class (loader default if omitted)",
     )
     parser.add_argument(
-        "--probe-per-class", type=int, default=16, help="probes per class from train and from val"
+        "--probe-per-class",
+        type=positive_int,
+        default=16,
+        help="probes per class from train and from val",
     )
     parser.add_argument(
         "--n-val",
-        type=int,
+        type=positive_int,
         default=None,
         help="validation samples used for val_loss/val_acc (default: all)",
     )
     parser.add_argument(
         "--le-steps",
-        type=int,
+        type=positive_int,
         nargs="*",
         default=None,
         metavar="M",
@@ -74,7 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--n-le-steps",
-        type=int,
+        type=nonneg_int,
         default=8,
         help="log-spaced direct-LE steps when --le-steps is not given",
     )
@@ -85,76 +104,95 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also record the probes' penultimate features",
     )
     parser.add_argument(
-        "--chunk-steps", type=int, default=500, help="steps per written chunk (resume granularity)"
+        "--chunk-steps",
+        type=positive_int,
+        default=500,
+        help="steps per written chunk (resume granularity)",
     )
     parser.add_argument("--cifar-root", default=None, help="directory of the CIFAR-10 files")
     parser.add_argument(
-        "--threads", type=int, default=None, help="torch CPU threads (= parallel blocks of trials)"
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="torch CPU threads (= parallel blocks of trials)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_overwrite(parser)
 
 
 def main(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
+    from lesde.rundir import RunDirLock, check_out_dir, wipe
     from lesde.store import read_json, run_status
     from lesde.train import TrainConfig, TrainingDiverged, run_training
     from lesde.train.recorder import log_steps
 
+    if args.resume is not None and args.out is not None:
+        raise ValueError("--resume RUN continues RUN with its saved options; drop --out")
+    if args.resume is None and args.out is None:
+        raise ValueError("--out is required (or --resume RUN)")
+    if args.le_steps and args.batch_size != 1:
+        raise ValueError(
+            f"--le-steps: the direct local-elasticity measurement needs --batch-size 1, "
+            f"got --batch-size {args.batch_size}"
+        )
+    if args.le_steps and max(args.le_steps) > args.steps:
+        raise ValueError(f"--le-steps must be <= --steps {args.steps}, got {max(args.le_steps)}")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.resume is not None:
-        out = Path(args.resume)
+        out = args.resume
         status = run_status(out)
-        if status != "running":
-            print(
-                f"lesde train: --resume {out}: run is {status}, nothing to resume", file=sys.stderr
-            )
-            return 2 if status == "missing" else 0
+        if status == "missing" and not (out / "config.json").exists():
+            raise FileNotFoundError(f"--resume {out}: not a lesde run (no meta.json)")
         saved = read_json(out / "config.json")["train"]
-        total, done = saved["n_trials"] * saved["n_steps"], read_json(out / "meta.json")
-        initial = saved["n_trials"] * int(done.get("steps_done", 0))
+        done = 0
+        if status == "running":
+            done = int(read_json(out / "meta.json").get("steps_done", 0))
+        elif status in ("complete", "diverged"):
+            from lesde.store import CorruptRunError, verify_record
+
+            try:
+                verify_record(out)
+            except CorruptRunError as err:
+                print(f"lesde train: {err}", file=sys.stderr)  # then repaired below
+            else:
+                print(f"lesde train: --resume {out}: run is {status}, nothing to resume")
+                return 0
+        total, initial = saved["n_trials"] * saved["n_steps"], saved["n_trials"] * done
         n_trials = saved["n_trials"]
         cfg = None
         data, options = None, None
     else:
-        if args.out is None:
-            print("lesde train: --out is required (or --resume RUN)", file=sys.stderr)
-            return 2
-        out = Path(args.out)
+        out = args.out
         if args.le_steps is not None:
             le = tuple(args.le_steps)
         else:
-            le = log_steps(args.steps, args.n_le_steps) if args.steps >= 1 else ()
-        try:
-            cfg = TrainConfig(
-                n_trials=args.trials,
-                n_steps=args.steps,
-                lr=args.lr,
-                batch_size=args.batch_size,
-                sampling=args.sampling,
-                seed=args.seed,
-                dtype=args.dtype,
-                device=args.device,
-                n_checkpoints=args.checkpoints,
-                schedule=args.schedule,
-                probe_per_class=args.probe_per_class,
-                record_features=args.record_features,
-                le_steps=le if args.batch_size == 1 else (),
-                le_model=args.le_model,
-                p_err=args.p_err,
-                n_val=args.n_val,
-                chunk_steps=args.chunk_steps,
-            )
-        except (TypeError, ValueError) as err:
-            print(f"lesde train: {err}", file=sys.stderr)
-            return 2
-        if run_status(out) != "missing":
-            print(
-                f"lesde train: --out {out} already holds a run; use --resume {out}", file=sys.stderr
-            )
-            return 2
+            le = log_steps(args.steps, args.n_le_steps) if args.batch_size == 1 else ()
+            if args.batch_size != 1 and args.n_le_steps > 0:
+                print("lesde train: note: the direct local-elasticity measurement needs "
+                      "--batch-size 1; it is not recorded", file=sys.stderr)  # fmt: skip
+        cfg = TrainConfig(
+            n_trials=args.trials,
+            n_steps=args.steps,
+            lr=args.lr,
+            batch_size=args.batch_size,
+            sampling=args.sampling,
+            seed=args.seed,
+            dtype=args.dtype,
+            device=args.device,
+            n_checkpoints=args.checkpoints,
+            schedule=args.schedule,
+            probe_per_class=args.probe_per_class,
+            record_features=args.record_features,
+            le_steps=le,
+            le_model=args.le_model,
+            p_err=args.p_err,
+            n_val=args.n_val,
+            chunk_steps=args.chunk_steps,
+        )
         data = args.data
         options: dict = {"seed": args.seed}
         if args.n_per_class is not None:
@@ -164,6 +202,8 @@ def main(args: argparse.Namespace) -> int:
         if args.cifar_root is not None:
             options["root"] = args.cifar_root
         if data.endswith(".npz"):
+            if not Path(data).is_file():
+                raise FileNotFoundError(f"--data {data}: no such file")
             options = {}
         total, initial, n_trials = args.trials * args.steps, 0, args.trials
 
@@ -181,14 +221,24 @@ def main(args: argparse.Namespace) -> int:
         if bars:
             bars[0].close()
 
+    out = check_out_dir(out, flag="--resume" if args.resume is not None else "--out")
     try:
-        ds = run_training(
-            out,
-            cfg,
-            data=data or "geomnist",
-            data_options=options,
-            progress=progress,
-        )
+        with RunDirLock(out, flag="--resume" if args.resume is not None else "--out"):
+            if cfg is not None and run_status(out) != "missing":
+                if args.overwrite:
+                    wipe(out)
+                elif run_status(out) == "running":
+                    raise ValueError(
+                        f"--out {out} holds an unfinished run; continue it with "
+                        f"`lesde train --resume {out}`, or pass --overwrite to start afresh"
+                    )
+            ds = run_training(
+                out,
+                cfg,
+                data=data or "geomnist",
+                data_options=options,
+                progress=progress,
+            )
     except TrainingDiverged as err:
         close_bar()
         print(f"lesde train: diverged: {err} (run {out} marked diverged)", file=sys.stderr)
@@ -198,10 +248,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"lesde train: interrupted; continue with `lesde train --resume {out}`",
               file=sys.stderr)  # fmt: skip
         return 130
-    except (TypeError, ValueError, FileNotFoundError) as err:
+    except BaseException:
         close_bar()
-        print(f"lesde train: {err}", file=sys.stderr)
-        return 2
+        raise
     close_bar()
     acc = ds["val_acc"].values[:, -1]
     print(

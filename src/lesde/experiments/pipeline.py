@@ -669,6 +669,7 @@ def _stage_analyse(ds, rec: dict, est: dict, cfg: PipelineConfig) -> tuple[dict,
         "etf_deviation_initial": float(np.nanmedian(etf_trials[:, 0])),
         "nc1_final": float(np.median([m.nc1 for m in nc])),
     }
+    numbers["learning"] = learning_check(rec["val_acc"], rec["val_loss"], K)
     # full Ê(t) from per-trial probe class means (L-model similarity, logits)
     if R >= 3 and C >= 7:
         from lesde.estimate.le_matrix import estimate_le_matrix
@@ -700,6 +701,43 @@ def _stage_analyse(ds, rec: dict, est: dict, cfg: PipelineConfig) -> tuple[dict,
     except ValueError as err:  # e.g. a class with < 2 probes
         numbers["margin_noise"] = {"error": str(err)}
     return arrays, numbers
+
+
+def learning_check(val_acc: Any, val_loss: Any, n_classes: int) -> dict[str, Any]:
+    """Did the networks learn? Final validation accuracy against chance, loss against start.
+
+    The run did not learn when the final accuracy (mean over trials) is within noise of
+    chance 1/K, i.e. less than max(3 standard errors over trials, 0.05) above it (the
+    floor keeps a few lucky validation samples from counting as learning), or when the
+    final validation loss is not below 95 % of the initial one. Its verdicts are then
+    not meaningful (they describe networks that never left their initialisation).
+
+    Args:
+        val_acc, val_loss: (R, C) per trial at the checkpoints.
+        n_classes: K.
+    """
+    acc = np.asarray(val_acc, dtype=float)[:, -1]
+    loss = np.asarray(val_loss, dtype=float)
+    chance = 1.0 / n_classes
+    acc = acc[np.isfinite(acc)]
+    mean = float(acc.mean()) if acc.size else float("nan")
+    se = float(acc.std(ddof=1) / np.sqrt(acc.size)) if acc.size > 1 else 0.0
+    margin = max(3 * se, 0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ratio = float(np.nanmean(loss[:, -1]) / np.nanmean(loss[:, 0]))
+    above = bool(np.isfinite(mean) and mean - chance >= margin)
+    fell = bool(np.isfinite(ratio) and ratio < 0.95)
+    learned = above and fell
+    why = []
+    if not above:
+        why.append(f"validation accuracy {mean:.3f} is within {margin:.3f} of chance {chance:.3f}")
+    if not fell:
+        why.append(f"validation loss ended at {ratio:.0%} of its initial value")
+    return {
+        "learned": learned, "val_acc_final": mean, "chance": chance, "margin": margin,
+        "loss_ratio": ratio, "why": "; ".join(why),
+    }  # fmt: skip
 
 
 def _margin_noise(Z, lab, K: int, est: dict, cfg: PipelineConfig, sep) -> tuple[dict, dict]:
@@ -776,6 +814,8 @@ def key_numbers(summary: dict) -> dict[str, Any]:
     sim = summary.get("simulate", {})
     ana = summary.get("analyse", {})
     key: dict[str, Any] = {}
+    if ana and "learning" in ana:
+        key["learned"] = ana["learning"]["learned"]
     if ana:
         key["val_acc_final"] = ana.get("val_acc_final")
         key["val_loss_final"] = ana.get("val_loss_final")
@@ -902,6 +942,13 @@ def verdict_notes(summary: dict) -> list[str]:
     mn_all = ana.get("margin_noise", {})
     frac = ana.get("separable_fraction_final")
     notes: list[str] = []
+    learning = ana.get("learning", {})
+    if learning and not learning.get("learned", True):
+        notes.append(
+            f"WARNING: this run did not learn ({learning['why']}): the separation verdicts "
+            "and tail indices below describe networks near their initialisation and are "
+            "not meaningful. Train longer (more --steps) or use a larger --scale."
+        )
     for H in ("I", "L"):
         e, mn = est.get(H, {}), mn_all.get(H)
         if "verdict" not in e:

@@ -40,6 +40,7 @@ import math
 import platform
 import subprocess
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -666,6 +667,7 @@ def train_ensemble(
     *,
     out: str | Path | None = None,
     resume: bool = False,
+    _n_groups: int | None = None,
     data_config: dict[str, Any] | None = None,
     progress: Callable[[int], None] | None = None,
 ):
@@ -716,7 +718,7 @@ def train_ensemble(
         sink = writer
 
     R, S = cfg.n_trials, cfg.n_steps
-    n_groups = _resolve_groups(cfg, prep.device)
+    n_groups = _resolve_groups(cfg, prep.device) if _n_groups is None else int(_n_groups)
     if writer is not None:
         if resume:
             n_groups = int(writer.meta.get("n_groups", n_groups))  # same split: bitwise resume
@@ -940,15 +942,42 @@ def load_data(name: str, options: dict[str, Any] | None = None) -> Dataset:
     """
     options = dict(options or {})
     if str(name).endswith(".npz"):
-        with np.load(name, allow_pickle=False) as z:
-            return Dataset(
-                x_train=z["x_train"].astype(np.float32),
-                y_train=z["y_train"].astype(np.int64),
-                x_val=z["x_val"].astype(np.float32),
-                y_val=z["y_val"].astype(np.int64),
-                class_names=tuple(str(c) for c in z["class_names"]),
-                provenance={"name": "npz", "path": str(Path(name).resolve())},
+        import zipfile
+
+        path = Path(name)
+        if not path.is_file():
+            raise FileNotFoundError(f"--data {path}: no such file")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
+            raise ValueError(f"--data {path}: not a readable .npz file ({err})") from err
+        missing = [k for k in ("x_train", "y_train", "x_val", "y_val") if k not in arrays]
+        if missing:
+            raise ValueError(
+                f"--data {path}: missing {', '.join(missing)} (an .npz needs x_train, "
+                f"y_train, x_val, y_val and optionally class_names); found {sorted(arrays)}"
             )
+        y_tr, y_va = arrays["y_train"], arrays["y_val"]
+        for k in ("y_train", "y_val"):
+            if arrays[k].dtype.kind not in "iu":
+                raise ValueError(f"--data {path}: `{k}` must be integers, got {arrays[k].dtype}")
+        if "class_names" in arrays:
+            names = tuple(str(c) for c in arrays["class_names"])
+        else:  # default names for the classes the labels use
+            K = int(max(y_tr.max(initial=0), y_va.max(initial=0))) + 1
+            names = tuple(f"class {k}" for k in range(K))
+        try:
+            return Dataset(
+                x_train=arrays["x_train"].astype(np.float32),
+                y_train=y_tr.astype(np.int64),
+                x_val=arrays["x_val"].astype(np.float32),
+                y_val=y_va.astype(np.int64),
+                class_names=names,
+                provenance={"name": "npz", "path": str(path.resolve())},
+            )
+        except ValueError as err:
+            raise ValueError(f"--data {path}: {err}") from err
     from lesde.data import load
 
     return load(name, **options)
@@ -978,12 +1007,44 @@ def run_training(
     Returns:
         ``xarray.Dataset`` of the run (`lesde.open_run`).
     """
-    from lesde.store import open_run, read_json, run_status
+    from lesde.rundir import config_diff, mismatch
+    from lesde.store import CorruptRunError, open_run, read_json, reset_for_repair, run_status
 
     out = Path(out)
     status = run_status(out)
+    if status == "missing" and (out / "config.json").exists():
+        # killed between config.json and the first meta.json: nothing was trained yet
+        saved = read_json(out / "config.json")
+        if cfg is None:
+            cfg = TrainConfig.from_json(saved["train"])
+            data, data_options = saved["data"]["name"], saved["data"].get("options")
+        _clear_unstarted(out)
+    elif status != "missing":
+        saved = read_json(out / "config.json")
+        if cfg is not None:
+            requested = {
+                "train": cfg.to_json(),
+                "data": {"name": str(data), "options": dict(data_options or {})},
+            }
+            diffs = config_diff(saved, requested)
+            if diffs:
+                raise mismatch(out, diffs, what="training record")
     if status in ("complete", "diverged"):
-        return open_run(out)
+        try:
+            return open_run(out)
+        except CorruptRunError as err:
+            # a deleted or damaged chunk of a finished run: train it again from the start
+            # (a chunk is a pure function of the seeds and the trial split is kept, so the
+            # record comes out bitwise equal); the message says which file
+            warnings.warn(f"{err}; retraining the run to repair it", stacklevel=2)
+            saved = read_json(out / "config.json")
+            old = reset_for_repair(out)
+            (out / "config.json").unlink()
+            dcfg = saved["data"]
+            ds = load_data(dcfg["name"], dcfg.get("options"))
+            return train_ensemble(ds, TrainConfig.from_json(saved["train"]), out=out,
+                                  data_config=dcfg, progress=progress,
+                                  _n_groups=old.get("n_groups"))  # fmt: skip
     if status == "running":
         saved = read_json(out / "config.json")
         cfg = TrainConfig.from_json(saved["train"])
@@ -995,3 +1056,15 @@ def run_training(
     dcfg = {"name": str(data), "options": dict(data_options or {})}
     ds = load_data(data, data_options)
     return train_ensemble(ds, cfg, out=out, data_config=dcfg, progress=progress)
+
+
+def _clear_unstarted(out: Path) -> None:
+    """Remove what a run killed before its first ``meta.json`` left (config, empty zarr)."""
+    import shutil
+
+    for name in ("config.json", "record.zarr", "state"):
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
