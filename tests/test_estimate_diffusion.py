@@ -91,6 +91,14 @@ def test_margin_to_noise_verdict_matches_simulated_separability(c_over_k, q, exp
     # the genuine separability of the particle clouds at the final time agrees
     frac = np.mean([is_separable(X[r, -1], y) for r in range(N_TRIALS)])
     assert frac == (1.0 if expected == "separable" else 0.0)
+    # the finite-time level: the trials' gap/sd at the end against ρ* agrees as well
+    from lesde.estimate.diffusion import ratio_level, separation_threshold
+
+    means = X.reshape(N_TRIALS, ts.size, K, N_PER_CLASS, P).mean(axis=3)[:, -1]  # (R, K, p)
+    gaps = np.min([np.linalg.norm(means[:, k] - means[:, m], axis=-1)
+                   for k in range(K) for m in range(k)], axis=0)  # fmt: skip
+    lv = ratio_level(gaps, d.V_trials[:, -1], separation_threshold(N_PER_CLASS, P, K))
+    assert lv["verdict"] == expected
     # while the tail index of γ sits on the boundary and cannot tell these apart
     fit = lesde.tail_fit(ts, ab.A - ab.B, t_range=(1e3, T_END))
     assert fit.s == pytest.approx(1.0, abs=0.05)
@@ -107,3 +115,34 @@ def test_margin_to_noise_errors_and_undetermined():
     V = 1 + 0.05 * rng.standard_normal((10, 11))
     mn = margin_to_noise(ts, V, 1.0, np.zeros(11), 3)
     assert mn.verdict == "undetermined" and mn.slope_ci[0] < 0 < mn.slope_ci[1]
+
+
+def test_separation_threshold_is_where_clouds_separate_half_the_time():
+    # ρ* for K = 3 clouds of 50 points in 3-D, then an independent check at ρ* ± 1.5:
+    # clearly above, most draws separable; clearly below, few (60 draws each).
+    from lesde.estimate.diffusion import separation_threshold
+
+    r = separation_threshold(50, 3, 3)
+    assert 2.0 < r < 8.0
+    rng = np.random.default_rng(11)
+    centres = np.eye(3) / np.sqrt(2)  # pairwise distance 1
+    y = np.repeat(np.arange(3), 50)
+
+    def frac(g):
+        Z = rng.standard_normal((60, 3, 50, 3)) + g * centres[None, :, None, :]
+        return np.mean([is_separable(Z[i].reshape(150, 3), y) for i in range(60)])
+
+    assert frac(r + 1.5) > 0.8 and frac(r - 1.5) < 0.2
+    # more points per class need a wider gap
+    assert separation_threshold(200, 3, 3) > separation_threshold(20, 3, 3)
+
+
+def test_ratio_level_verdicts():
+    from lesde.estimate.diffusion import ratio_level
+
+    rng = np.random.default_rng(0)
+    V = np.ones(30)
+    assert ratio_level(8 + 0.3 * rng.standard_normal(30), V, 4.0)["verdict"] == "separable"
+    assert ratio_level(1 + 0.3 * rng.standard_normal(30), V, 4.0)["verdict"] == "not separable"
+    mixed = ratio_level(4 + 3 * rng.standard_normal(30), V, 4.0)
+    assert mixed["verdict"] == "undetermined" and mixed["ci"][0] < 4 < mixed["ci"][1]

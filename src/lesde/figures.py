@@ -246,7 +246,8 @@ def _multi_run(run_dir: Path, summary: dict, out: Path) -> list[Path]:
     init_loss = _mean([s["analyse"]["val_loss_initial"] for _, _, ss in pts for s in ss])
     if param == "p_err":
         thr = (K - 1) / K
-        fig, axes = plt.subplots(1, 5, figsize=(22, 4.2))
+        fig, axes = plt.subplots(2, 3, figsize=(17, 8.4))
+        axes = axes.ravel()
         ln.plot_metric_curves(curves_loss, ylabel="validation loss", initial=init_loss, ax=axes[0])
         axes[0].set_title("(a) validation loss")
         ln.plot_metric_curves(curves_acc, ylabel="validation accuracy", ax=axes[1])
@@ -270,6 +271,13 @@ def _multi_run(run_dir: Path, summary: dict, out: Path) -> list[Path]:
         ln.plot_margin_noise_slopes(x, slopes, {f"{h}-model": mn_ci(h) for h in ("I", "L")},
                                     threshold=thr, ax=axes[4])  # fmt: skip
         axes[4].set_title("(d) margin-to-noise exponent (95 % bootstrap)")
+        lv = [ss[0]["analyse"].get("margin_noise", {}).get("level", {}) for _, _, ss in pts]
+        ln.plot_ratio_level(
+            x, [v.get("median", np.nan) for v in lv], [v.get("ci", [np.nan] * 2) for v in lv],
+            [v.get("threshold", np.nan) for v in lv],
+            avg(lambda s: s["analyse"]["separable_fraction_final"]), threshold=thr, ax=axes[5],
+        )  # fmt: skip
+        axes[5].set_title("(e) measured margin-to-noise ratio at the end vs ρ*")
         _save(fig, out, "fig4_label_noise", written)
     else:
         fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))

@@ -68,6 +68,9 @@ _KEY_LABELS: dict[str, tuple[str, str]] = {
     "margin_noise_slope_I": ("margin-to-noise exponent (I)", "d log ρ / d log t; > 0: margin wins"),
     "margin_noise_slope_L": ("margin-to-noise exponent (L)", "d log ρ / d log t; > 0: margin wins"),
     "verdict_margin_noise_I": ("margin-to-noise verdict (I)", "interval of the exponent vs 0"),
+    "margin_noise_ratio_final": ("margin-to-noise ratio (final)", "class-mean gap / sd, median"),
+    "margin_noise_threshold": ("ρ*", "ratio at which Gaussian clouds separate half the time"),
+    "verdict_margin_noise_level": ("finite-time verdict", "ratio's interval above / below ρ*"),
     "verdict_margin_noise_L": ("margin-to-noise verdict (L)", "interval of the exponent vs 0"),
     "rd_late_I": ("RD late, I-model", "mean RD over the last quarter of training"),
     "rd_late_L": ("RD late, L-model", "mean RD over the last quarter of training"),
@@ -170,7 +173,8 @@ def _points_table(run_dir: Path, summary: dict) -> str:
     param = summary.get("parameter", "value")
     cols = ["val_acc_final", "separable_fraction_final", "r_gamma_I", "verdict_tail_I",
             "r_gamma_L", "verdict_tail_L", "margin_noise_slope_L", "verdict_margin_noise_L",
-            "rd_late_I", "rd_late_L"]  # fmt: skip
+            "margin_noise_ratio_final", "verdict_margin_noise_level", "rd_late_I",
+            "rd_late_L"]  # fmt: skip
     head = "".join(f"<th>{html.escape(_KEY_LABELS.get(c, (c,))[0])}</th>" for c in cols)
     rows = []
     for p in sorted(pts, key=lambda q: q["value"]):

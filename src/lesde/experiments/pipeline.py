@@ -63,7 +63,9 @@ SUMMARY = "summary.json"
 # Bumped when a stage's output changes meaning; a run directory whose stage was written
 # by an older version recomputes it (and everything after it) on the next `lesde run`.
 # estimate 2: tail indices by the fit of A (intervals, verdicts); analyse 2: Σ̂ and ρ(t).
-STAGE_VERSIONS = {"train": 1, "estimate": 2, "simulate": 1, "analyse": 2}
+# estimate/analyse 3: classes by their original label (PipelineConfig.classes); analyse 4:
+# the finite-time margin-to-noise level.
+STAGE_VERSIONS = {"train": 1, "estimate": 3, "simulate": 1, "analyse": 4}
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,11 @@ class PipelineConfig:
     Attributes:
         xbar_source: "samples" (paper: logits of trained samples, averaged over trials)
             or "probe" (probe-set class means at checkpoints).
+        classes: "clean" (default): a sample's class is its original label, and label
+            corruption enters only through the sampling — the LE-SDE of paper §4.2, whose
+            W = P/K with the corruption matrix P mixes the true classes; the class means,
+            separability and collapse are those of the true classes. "train": the
+            training label after corruption. The two agree when p_err = 0.
         bin_width: steps per time bin for ``"samples"``; 10 pools ~10·R/K logits per class
             per point, enough for a smooth X̄(t) with R = 30–100 trials.
         t0_index: reference grid index t₀ of the inversion and start of the simulations
@@ -107,6 +114,7 @@ class PipelineConfig:
     """
 
     xbar_source: str = "samples"
+    classes: str = "clean"
     bin_width: int = 10
     t0_index: int | None = None
     t0_fraction: float = 0.05
@@ -122,6 +130,8 @@ class PipelineConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.classes not in ("clean", "train"):
+            raise ValueError(f"`classes` must be 'clean' or 'train', got {self.classes!r}")
         if self.xbar_source not in ("samples", "probe"):
             raise ValueError(
                 f"`xbar_source` must be 'samples' or 'probe', got {self.xbar_source!r}"
@@ -373,8 +383,13 @@ def _fill_nan(y: np.ndarray) -> np.ndarray:
     return y
 
 
-def _record_arrays(ds) -> dict[str, np.ndarray]:
-    """The variables the stages need, as numpy arrays."""
+def _record_arrays(ds, classes: str = "clean") -> dict[str, np.ndarray]:
+    """The variables the stages need, as numpy arrays.
+
+    ``classes="clean"``: samples and probes are grouped by their original (true) class
+    when the record has it (``sample_clean_label``, ``probe_clean_label``); "train": by
+    the training label after corruption. See `PipelineConfig.classes`.
+    """
     K = int(ds.sizes["logit"])
     step = ds["step"].values if "step" in ds.coords else np.arange(1, ds.sizes["step"] + 1)
     split = None
@@ -383,15 +398,20 @@ def _record_arrays(ds) -> dict[str, np.ndarray]:
     return {
         "K": K,
         "sample_logits": ds["sample_logits"].values,
-        "sample_label": ds["sample_label"].values,
+        "sample_label": ds[_label_var(ds, "sample", classes)].values,
         "step": np.asarray(step, dtype=float),
         "probe_logits": ds["probe_logits"].values,
-        "probe_label": ds["probe_label"].values,
+        "probe_label": ds[_label_var(ds, "probe", classes)].values,
         "probe_split": split,
         "checkpoint_step": np.asarray(ds["checkpoint_step"].values, dtype=float),
         "val_loss": ds["val_loss"].values,
         "val_acc": ds["val_acc"].values,
     }
+
+
+def _label_var(ds, kind: str, classes: str) -> str:
+    clean = f"{kind}_clean_label"
+    return clean if classes == "clean" and clean in ds else f"{kind}_label"
 
 
 def _train_probes(rec: dict) -> np.ndarray:
@@ -794,6 +814,14 @@ def _margin_noise(Z, lab, K: int, est: dict, cfg: PipelineConfig, sep) -> tuple[
     if np.count_nonzero(win) >= 3:
         slope_d = float(np.polyfit(np.log1p(cts[win]), np.log(direct[win]), 1)[0])
     numbers["direct"] = {"slope": slope_d, "ratio_final": float(direct[-1])}
+    # the finite-time verdict: the trials' measured ratio at the end against ρ*, the ratio
+    # at which Gaussian clouds of this many probes are separable half the time
+    from lesde.estimate.diffusion import ratio_level, separation_threshold
+
+    n_probe = int(np.min(np.bincount(np.asarray(lab), minlength=K)))
+    rho_star = separation_threshold(n_probe, Z.shape[-1], K)
+    numbers["level"] = ratio_level(gaps[:, -1], d.V_trials[:, -1], rho_star, seed=cfg.seed)
+    numbers["level"]["n_per_class"] = n_probe
     late = cts >= t1
     with np.errstate(divide="ignore", invalid="ignore"):
         pos = late & (d.sigma2 > 0)
@@ -833,6 +861,12 @@ def key_numbers(summary: dict) -> dict[str, Any]:
                 key[f"verdict_tail_{H}"] = est[H]["verdict"]
                 key[f"r_gamma_below_1_{H}"] = est[H].get("r_gamma_below_1")
         mn = ana.get("margin_noise", {}).get(H) if ana else None
+        if H == "I" and ana and ana.get("margin_noise", {}).get("level"):
+            lv = ana["margin_noise"]["level"]
+            key["margin_noise_ratio_final"] = lv["median"]
+            key["margin_noise_ratio_final_ci"] = lv["ci"]
+            key["margin_noise_threshold"] = lv["threshold"]
+            key["verdict_margin_noise_level"] = lv["verdict"]
         if mn:
             key[f"margin_noise_slope_{H}"] = mn["slope"]
             key[f"margin_noise_slope_{H}_ci"] = mn["slope_ci"]
@@ -891,7 +925,7 @@ def run_pipeline(
         nonlocal ds, rec
         if rec is None:
             ds = open_record(train_dir)
-            rec = _record_arrays(ds)
+            rec = _record_arrays(ds, cfg.classes)
         return rec
 
     # a stage that runs makes every later stage stale: they read its output
@@ -961,6 +995,17 @@ def verdict_notes(summary: dict) -> list[str]:
         )
         if not e.get("r_gamma_identifiable", True):
             text += " The fit's own interval reaches its search bound: s is not identified."
+        lv = mn_all.get("level")
+        if H == "I" and lv:
+            lo_, hi_ = lv["ci"]
+            notes.append(
+                f"Measured margin-to-noise ratio at the end (smallest class-mean gap over the "
+                f"within-class sd, median of trials): {lv['median']:.3g} [{lo_:.3g}, {hi_:.3g}] "
+                f"against ρ* = {lv['threshold']:.3g} (Gaussian clouds of "
+                f"{lv.get('n_per_class', '?')} probes per class separate half the time): "
+                f'finite-time verdict "{lv["verdict"]}"; genuinely '
+                f"{(frac or 0):.0%} of the trials are separable."
+            )
         if mn and not np.isfinite(mn["slope"]):
             text += " Margin-to-noise ratio: too few checkpoints in the window to measure."
         elif mn:
@@ -1195,6 +1240,12 @@ def run_points(
             key[f"r_gamma_{H}_ci_above_1_at"] = next(
                 (x for x, c in zip(xs, cis, strict=True) if np.isfinite(c[0]) and c[0] > 1), None
             )
+            lvls = [s["analyse"].get("margin_noise", {}).get("level", {}) for _, s in rows]
+            if H == "I":
+                key["margin_noise_level_not_separable_at"] = next(
+                    (x for x, lv in zip(xs, lvls, strict=True)
+                     if lv.get("verdict") == "not separable"), None,
+                )  # fmt: skip
             key[f"margin_noise_{H}_not_separable_at"] = next(
                 (x for x, m in zip(xs, mns, strict=True) if m.get("verdict") == "not separable"),
                 None,
@@ -1213,6 +1264,11 @@ def run_points(
         key[f"separable_fraction at {parameter}={v:.3g}"] = s["analyse"].get(
             "separable_fraction_final"
         )
+        lv = s["analyse"].get("margin_noise", {}).get("level")
+        if lv:
+            key[f"margin_noise_ratio at {parameter}={v:.3g}"] = lv["median"]
+            key[f"margin_noise_ratio at {parameter}={v:.3g}_ci"] = lv["ci"]
+            key[f"verdict_margin_noise_level at {parameter}={v:.3g}"] = lv["verdict"]
     summary["key"] = key
     write_json_atomic(out / SUMMARY, summary)
     draw_figures(out)

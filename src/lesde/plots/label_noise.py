@@ -15,6 +15,7 @@ __all__ = [
     "plot_final_metric",
     "plot_tail_indices",
     "plot_margin_noise_slopes",
+    "plot_ratio_level",
 ]
 
 
@@ -184,4 +185,47 @@ def plot_margin_noise_slopes(
     ax.set_xlabel(xlabel)
     ax.set_ylabel("margin-to-noise exponent")
     ax.legend(fontsize=7)
+    return ax
+
+
+def plot_ratio_level(
+    x: Any,
+    median: Any,
+    ci: Any,
+    rho_star: Any,
+    separable: Any,
+    *,
+    xlabel: str = "p_err",
+    threshold: float | None = 2 / 3,
+    ax=None,
+):
+    """The measured margin-to-noise ratio at the end against ρ*, with the genuine
+    separable fraction on a second axis (`lesde.estimate.diffusion.ratio_level`).
+
+    Args:
+        x: (G,) parameter values.
+        median: (G,) median over trials of gap/sd. ci: (G, 2) bootstrap intervals.
+        rho_star: (G,) ρ* of each point. separable: (G,) fraction of separable trials.
+    """
+    ax = _ax(ax)
+    x, m = np.asarray(x, dtype=float), np.asarray(median, dtype=float)
+    lohi = np.asarray(ci, dtype=float).reshape(-1, 2)
+    ok = np.all(np.isfinite(lohi), axis=1) & np.isfinite(m)
+    ax.plot(x, m, "o-", color="tab:blue", label="gap / sd (median of trials)")
+    if ok.any():
+        err = np.stack([m[ok] - lohi[ok, 0], lohi[ok, 1] - m[ok]]).clip(min=0)
+        ax.errorbar(x[ok], m[ok], yerr=err, fmt="none", ecolor="tab:blue", capsize=2)
+    ax.plot(x, rho_star, "--", color="k", lw=1, label="ρ*: clouds separate half the time")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("margin-to-noise ratio at the end")
+    if threshold is not None:
+        ax.axvline(threshold, color="k", ls=":", lw=1)
+    ax2 = ax.twinx()
+    ax2.plot(x, separable, "s:", color="tab:green", ms=4, label="separable trials (LP)")
+    ax2.set_ylim(-0.03, 1.03)
+    ax2.set_ylabel("fraction of separable trials", color="tab:green")
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="lower left")
     return ax
