@@ -96,6 +96,13 @@ def app(argv: list[str] | None = None) -> int:
     if getattr(args, "_main", None) is None:
         parser.print_help()
         return 2 if args.command is None else 1
+    import warnings
+
+    plain = warnings.formatwarning
+    if not debug:  # warnings as one line each, named by the command
+        warnings.formatwarning = lambda msg, cat, *a, **k: (
+            f"lesde {args.command}: warning: {' '.join(str(msg).split())}\n"
+        )
     try:
         return int(args._main(args) or 0)
     except BrokenPipeError:
@@ -113,6 +120,8 @@ def app(argv: list[str] | None = None) -> int:
         else:
             print(f"lesde {args.command}: {_one_line(err)}", file=sys.stderr)
         return 2
+    finally:
+        warnings.formatwarning = plain
 
 
 if __name__ == "__main__":  # pragma: no cover

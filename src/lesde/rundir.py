@@ -18,6 +18,7 @@ import errno
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -179,7 +180,13 @@ def check_identity(
     p = Path(run_dir) / "summary.json"
     if not p.exists():
         return
-    stored = read_summary(p)
+    try:
+        stored = read_summary(p)
+    except ValueError as err:
+        # a damaged summary is recomputed by the pipeline; the training record under it
+        # still checks its own configuration
+        warnings.warn(f"{err}; it is rewritten", stacklevel=2)
+        return
     diffs = []
     if stored.get("experiment", experiment) != experiment:
         diffs.append(f"experiment: {stored.get('experiment')!r} → {experiment!r}")

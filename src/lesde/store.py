@@ -243,9 +243,22 @@ def save_npz_atomic(path: Path, **arrays: Any) -> None:
 
 
 def load_npz(path: Path) -> dict[str, np.ndarray]:
-    """Read a ``.npz`` written by `save_npz_atomic` (no pickles)."""
-    with np.load(Path(path), allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    """Read a ``.npz`` written by `save_npz_atomic` (no pickles).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is damaged (truncated, not a zip, a bad member), named.
+    """
+    import zipfile
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
+        raise ValueError(f"{path}: damaged .npz file ({err}); delete it to recompute") from err
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -222,6 +222,12 @@ def main(args: argparse.Namespace) -> int:
             bars[0].close()
 
     out = check_out_dir(out, flag="--resume" if args.resume is not None else "--out")
+    trained = []  # the progress callback fires only when steps are trained
+
+    def progress_and_mark(n: int) -> None:
+        trained.append(n)
+        progress(n)
+
     try:
         with RunDirLock(out, flag="--resume" if args.resume is not None else "--out"):
             if cfg is not None and run_status(out) != "missing":
@@ -237,7 +243,7 @@ def main(args: argparse.Namespace) -> int:
                 cfg,
                 data=data or "geomnist",
                 data_options=options,
-                progress=progress,
+                progress=progress_and_mark,
             )
     except TrainingDiverged as err:
         close_bar()
@@ -253,8 +259,9 @@ def main(args: argparse.Namespace) -> int:
         raise
     close_bar()
     acc = ds["val_acc"].values[:, -1]
+    what = "wrote" if trained else "nothing to train: already complete,"
     print(
-        f"wrote {out}: {ds.sizes['trial']} trials × {ds.sizes['step']} steps, "
+        f"{what} {out}: {ds.sizes['trial']} trials × {ds.sizes['step']} steps, "
         f"final val_acc {acc.mean():.3f} ± {acc.std():.3f}"
     )
     return 0

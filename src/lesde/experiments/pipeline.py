@@ -155,12 +155,40 @@ class PipelineConfig:
 # ---------------------------------------------------------------- atomic files
 
 
-def load_summary(run_dir: Path) -> dict[str, Any]:
-    """The run's ``summary.json`` ({} when absent)."""
+def load_summary(run_dir: Path, *, broken: str = "raise") -> dict[str, Any]:
+    """The run's ``summary.json`` ({} when absent).
+
+    Args:
+        broken: what a file that is not a JSON object gives: "raise" a ValueError naming
+            it (readers: figures, report), or "warn" and {} (the pipeline, which then
+            recomputes the stages; the training record checks itself).
+    """
+    from lesde.rundir import read_summary
+
     p = Path(run_dir) / SUMMARY
     if not p.exists():
         return {}
-    return json.loads(p.read_text())
+    try:
+        return read_summary(p)
+    except ValueError as err:
+        if broken == "raise":
+            raise
+        warnings.warn(f"{err}; the run's stages are recomputed", stacklevel=2)
+        return {}
+
+
+def _readable(path: Path) -> bool:
+    """A stage file that exists and reads back whole (a truncated .npz fails here)."""
+    if not path.exists():
+        return False
+    if path.suffix != ".npz":
+        return True
+    try:
+        load_npz(path)
+    except Exception:  # noqa: BLE001 - any failure to read means: recompute the stage
+        warnings.warn(f"{path}: damaged, cannot be read; its stage is recomputed", stacklevel=3)
+        return False
+    return True
 
 
 def _stage_done(run_dir: Path, summary: dict, stage: str, outputs: list[str]) -> bool:
@@ -169,7 +197,7 @@ def _stage_done(run_dir: Path, summary: dict, stage: str, outputs: list[str]) ->
         info
         and info.get("done")
         and info.get("version", 1) == STAGE_VERSIONS[stage]
-        and all((run_dir / o).exists() for o in outputs)
+        and all(_readable(run_dir / o) for o in outputs)
     )
 
 
@@ -902,7 +930,7 @@ def run_pipeline(
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    summary = load_summary(run_dir)
+    summary = load_summary(run_dir, broken="warn")
     summary.setdefault("experiment", experiment)
     summary["config"] = jsonable(config)
     summary["pipeline"] = jsonable(cfg)

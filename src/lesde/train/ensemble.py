@@ -1062,7 +1062,7 @@ def _clear_unstarted(out: Path) -> None:
     """Remove what a run killed before its first ``meta.json`` left (config, empty zarr)."""
     import shutil
 
-    for name in ("config.json", "record.zarr", "state"):
+    for name in ("config.json", "record.zarr", "state", "manifest.json"):
         p = out / name
         if p.is_dir():
             shutil.rmtree(p)
