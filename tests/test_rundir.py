@@ -153,19 +153,6 @@ def test_lock_is_released_when_the_holder_is_killed(tmp_path):
 
 
 # ------------------------------------------------------------------ training records
-@pytest.fixture(scope="module")
-def npz(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    y = np.repeat(np.arange(3), 10)
-    x = rng.normal(0, 0.3, (y.size, 1, 32, 32)).astype(np.float32)
-    for k in range(3):
-        x[y == k, :, 4 + 8 * k : 10 + 8 * k, 6:26] += 1.0
-    path = tmp_path_factory.mktemp("data") / "toy.npz"
-    np.savez(path, x_train=x, y_train=y, x_val=x[::2], y_val=y[::2],
-             class_names=np.array(["a", "b", "c"]))  # fmt: skip
-    return path
-
-
 def _train_args(npz, out, steps=600):
     return ["train", "--data", str(npz), "--trials", "4", "--steps", str(steps), "--seed", "3",
             "--out", str(out), "--checkpoints", "5", "--probe-per-class", "2",

@@ -8,29 +8,9 @@ import sys
 import time
 
 import numpy as np
-import pytest
 
 from lesde.cli import app
 from lesde.store import open_run, run_status
-
-
-@pytest.fixture(scope="module")
-def npz(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    y = np.repeat(np.arange(3), 10)
-    x = rng.normal(0, 0.3, (y.size, 1, 32, 32)).astype(np.float32)
-    for k in range(3):
-        x[y == k, :, 4 + 8 * k : 10 + 8 * k, 6:26] += 1.0
-    path = tmp_path_factory.mktemp("data") / "toy.npz"
-    np.savez(
-        path,
-        x_train=x,
-        y_train=y,
-        x_val=x[::2],
-        y_val=y[::2],
-        class_names=np.array(["a", "b", "c"]),
-    )
-    return path
 
 
 def _args(npz, out, steps, extra=()):

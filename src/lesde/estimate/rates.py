@@ -243,15 +243,9 @@ def tail_index(
             return float("nan")
         warn_unidentified(fit, stacklevel=3)
         return fit.s
-    if t_range is None:
-        t1, t2 = _default_window(t)
-    else:
-        try:
-            t1, t2 = (float(v) for v in t_range)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"`t_range` must be a pair (T1, T2), got {t_range!r}") from err
-        if not t1 < t2:
-            raise ValueError(f"`t_range` must have T1 < T2, got {t_range!r}")
+    from lesde.estimate.tail import _window
+
+    t1, t2 = _window(t, t_range, default=_default_window)
     sel = (t >= t1) & (t <= t2) & np.isfinite(y) & (y != 0)
     # log(1 + t) = 0 at t = 0 would divide by zero in the paper formula
     sel &= t > 0 if method == "paper" else True

@@ -165,8 +165,11 @@ def _golden(L: np.ndarray, Y: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.
     return 0.5 * (a + b)
 
 
-def _window(t: np.ndarray, t_range: Any) -> tuple[float, float]:
+def _window(t: np.ndarray, t_range: Any, default=None) -> tuple[float, float]:
+    """(T₁, T₂) from a user's ``t_range``, validated; None: ``default(t)`` or the last 3/4."""
     if t_range is None:
+        if default is not None:
+            return default(t)
         return t[-1] - DEFAULT_TAIL_FRACTION * (t[-1] - t[0]), t[-1]
     try:
         t1, t2 = (float(v) for v in t_range)

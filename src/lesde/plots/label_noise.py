@@ -19,6 +19,17 @@ __all__ = [
 ]
 
 
+def _errorbars(ax, xs, v, lohi, color) -> None:
+    """Error bars from (G, 2) interval ends around the values ``v`` (NaN ends skipped)."""
+    v = np.asarray(v, dtype=float)
+    lohi = np.asarray(lohi, dtype=float).reshape(-1, 2)
+    ok = np.all(np.isfinite(lohi), axis=1) & np.isfinite(v)
+    if ok.any():
+        err = np.stack([v[ok] - lohi[ok, 0], lohi[ok, 1] - v[ok]]).clip(min=0)
+        ax.errorbar(np.asarray(xs)[ok], v[ok], yerr=err, fmt="none", ecolor=color, capsize=2,
+                    lw=0.9)  # fmt: skip
+
+
 def _ax(ax):
     if ax is not None:
         return ax
@@ -117,12 +128,7 @@ def plot_tail_indices(
         xs = x + k * step
         ax.plot(xs, v, fmt, color=color, label=label)
         if name in ci:
-            lohi = np.asarray(ci[name], dtype=float).reshape(-1, 2)
-            ok = np.all(np.isfinite(lohi), axis=1) & np.isfinite(v)
-            if ok.any():
-                err = np.stack([v[ok] - lohi[ok, 0], lohi[ok, 1] - v[ok]]).clip(min=0)
-                ax.errorbar(xs[ok], v[ok], yerr=err, fmt="none", ecolor=color, capsize=2,
-                            lw=0.9)  # fmt: skip
+            _errorbars(ax, xs, v, ci[name], color)
 
     draw("r_alpha", r_alpha, "o-", "tab:blue", "r̂_α", -1)
     draw("r_beta", r_beta, "s-", "tab:red", "r̂_β", 1)
@@ -170,11 +176,7 @@ def plot_margin_noise_slopes(
         v = np.asarray(v, dtype=float)
         xs = x + (i - 0.5) * step
         ax.plot(xs, v, "o-", color=f"C{i}", label=label)
-        lohi = np.asarray(cis.get(label, np.full((x.size, 2), np.nan)), dtype=float)
-        ok = np.all(np.isfinite(lohi), axis=1) & np.isfinite(v)
-        if ok.any():
-            err = np.stack([v[ok] - lohi[ok, 0], lohi[ok, 1] - v[ok]]).clip(min=0)
-            ax.errorbar(xs[ok], v[ok], yerr=err, fmt="none", ecolor=f"C{i}", capsize=2)
+        _errorbars(ax, xs, v, cis.get(label, np.full((x.size, 2), np.nan)), f"C{i}")
     ax.axhline(0.0, color="k", lw=1)
     lo, hi = ax.get_ylim()
     ax.axhspan(0.0, max(hi, 0.05), color="tab:green", alpha=0.08, label="margin wins")
@@ -210,11 +212,8 @@ def plot_ratio_level(
     ax = _ax(ax)
     x, m = np.asarray(x, dtype=float), np.asarray(median, dtype=float)
     lohi = np.asarray(ci, dtype=float).reshape(-1, 2)
-    ok = np.all(np.isfinite(lohi), axis=1) & np.isfinite(m)
     ax.plot(x, m, "o-", color="tab:blue", label="gap / sd (median of trials)")
-    if ok.any():
-        err = np.stack([m[ok] - lohi[ok, 0], lohi[ok, 1] - m[ok]]).clip(min=0)
-        ax.errorbar(x[ok], m[ok], yerr=err, fmt="none", ecolor="tab:blue", capsize=2)
+    _errorbars(ax, x, m, lohi, "tab:blue")
     ax.plot(x, rho_star, "--", color="k", lw=1, label="ρ*: clouds separate half the time")
     ax.set_yscale("log")
     ax.set_xlabel(xlabel)
