@@ -160,6 +160,10 @@ def _single_run(run_dir: Path, summary: dict, out: Path) -> list[Path]:
         ax.loglog(cts[keep], ana["mn_ratio_direct"][keep], "k.--", lw=1,
                   label="measured: class-mean gap / spread (median of trials)")  # fmt: skip
         mn = summary.get("analyse", {}).get("margin_noise", {})
+        rho_star = mn.get("level", {}).get("threshold")
+        if rho_star:
+            label = f"ρ* = {rho_star:.2g}: Gaussian clouds separate half the time"
+            ax.axhline(rho_star, color="tab:red", ls=":", lw=1.2, label=label)
         t_range = mn.get("L", {}).get("t_range")
         if t_range:
             ax.axvspan(*t_range, color="0.9", zorder=0, label="window of the trend")
