@@ -92,7 +92,7 @@ def test_margin_to_noise_verdict_matches_simulated_separability(c_over_k, q, exp
     frac = np.mean([is_separable(X[r, -1], y) for r in range(N_TRIALS)])
     assert frac == (1.0 if expected == "separable" else 0.0)
     # the finite-time level: the trials' gap/sd at the end against ρ* agrees as well
-    from lesde.estimate.diffusion import ratio_level, separation_threshold
+    from lesde.analysis.margin import ratio_level, separation_threshold
 
     means = X.reshape(N_TRIALS, ts.size, K, N_PER_CLASS, P).mean(axis=3)[:, -1]  # (R, K, p)
     gaps = np.min([np.linalg.norm(means[:, k] - means[:, m], axis=-1)
@@ -120,7 +120,7 @@ def test_margin_to_noise_errors_and_undetermined():
 def test_separation_threshold_is_where_clouds_separate_half_the_time():
     # ρ* for K = 3 clouds of 50 points in 3-D, then an independent check at ρ* ± 1.5:
     # clearly above, most draws separable; clearly below, few (60 draws each).
-    from lesde.estimate.diffusion import separation_threshold
+    from lesde.analysis.margin import separation_threshold
 
     r = separation_threshold(50, 3, 3)
     assert 2.0 < r < 8.0
@@ -138,7 +138,7 @@ def test_separation_threshold_is_where_clouds_separate_half_the_time():
 
 
 def test_ratio_level_verdicts():
-    from lesde.estimate.diffusion import ratio_level
+    from lesde.analysis.margin import ratio_level
 
     rng = np.random.default_rng(0)
     V = np.ones(30)

@@ -11,7 +11,7 @@ from scipy.signal import savgol_filter
 
 import lesde
 from lesde import LEModel, estimate_ab, estimate_rates, integrated_rates, solve_ode, tail_index
-from lesde.estimate.rates import _local_poly_derivative, savgol_derivative
+from lesde.estimate._savgol import _local_poly_derivative, savgol_derivative
 
 TAU, C0 = 10.0, 100.0  # time scale of the rates; β changes sign at t = C0
 

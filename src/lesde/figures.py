@@ -19,9 +19,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from lesde.experiments.pipeline import load_npz, load_summary, open_record  # noqa: E402
 from lesde.plots import dynamics as dyn  # noqa: E402
 from lesde.plots import label_noise as ln  # noqa: E402
+from lesde.rundir import load_npz, load_summary, open_record  # noqa: E402
 
 __all__ = ["draw_figures", "FIGURE_TITLES"]
 

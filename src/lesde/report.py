@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lesde.experiments.pipeline import load_summary
+from lesde.rundir import load_summary
 
 __all__ = ["write_report", "provenance"]
 

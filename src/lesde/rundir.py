@@ -1,4 +1,9 @@
-"""Run directories that know what they are: identity, one writer at a time, safe starts.
+"""Run directories: summary, stage marks and files, identity, one writer at a time.
+
+A run directory (``lesde run``) holds ``summary.json`` (the stages done, with their
+versions, and every number), the stage files (``estimates.npz``, ``simulate.npz``,
+``analysis.npz``), ``train/`` (the training record, `lesde.store`), figures and the
+report. Every layer above the pipeline reads a run through this module.
 
 Every command that writes a run directory (``lesde run``, ``train``, ``sweep``) goes
 through three checks before any work starts:
@@ -18,11 +23,22 @@ import errno
 import json
 import os
 import shutil
+import time
 import warnings
 from pathlib import Path
 from typing import Any
 
+from lesde.store import load_npz, save_npz_atomic, write_json_atomic
+
 __all__ = [
+    "SUMMARY",
+    "load_summary",
+    "stage_done",
+    "mark_stage",
+    "open_record",
+    "load_npz",
+    "save_npz_atomic",
+    "write_json_atomic",
     "RunMismatchError",
     "LockHeldError",
     "RunDirLock",
@@ -34,6 +50,7 @@ __all__ = [
 ]
 
 LOCK_NAME = ".lesde.lock"
+SUMMARY = "summary.json"
 # what a lesde run directory may hold; `wipe` deletes nothing else
 _OURS = {
     "summary.json", "report.html", "figures", "estimates.npz", "simulate.npz",
@@ -241,3 +258,81 @@ def wipe(run_dir: str | os.PathLike, *, flag: str = "--out") -> None:
             shutil.rmtree(c)
         else:
             c.unlink()
+
+
+# ---------------------------------------------------------------- summary and stages
+
+
+def load_summary(run_dir: Path, *, broken: str = "raise") -> dict[str, Any]:
+    """The run's ``summary.json`` ({} when absent).
+
+    Args:
+        broken: what a file that is not a JSON object gives: "raise" a ValueError naming
+            it (readers: figures, report), or "warn" and {} (the pipeline, which then
+            recomputes the stages; the training record checks itself).
+    """
+    p = Path(run_dir) / SUMMARY
+    if not p.exists():
+        return {}
+    try:
+        return read_summary(p)
+    except ValueError as err:
+        if broken == "raise":
+            raise
+        warnings.warn(f"{err}; the run's stages are recomputed", stacklevel=2)
+        return {}
+
+
+def _readable(path: Path) -> bool:
+    """A stage file that exists and reads back whole (a truncated .npz fails here)."""
+    if not path.exists():
+        return False
+    if path.suffix != ".npz":
+        return True
+    try:
+        load_npz(path)
+    except Exception:  # noqa: BLE001 - any failure to read means: recompute the stage
+        warnings.warn(f"{path}: damaged, cannot be read; its stage is recomputed", stacklevel=3)
+        return False
+    return True
+
+
+def stage_done(run_dir: Path, summary: dict, stage: str, outputs: list[str], version: int) -> bool:
+    """Whether ``summary`` marks ``stage`` done at ``version`` with every output readable."""
+    info = summary.get("stages", {}).get(stage)
+    return bool(
+        info
+        and info.get("done")
+        and info.get("version", 1) == version
+        and all(_readable(Path(run_dir) / o) for o in outputs)
+    )
+
+
+def mark_stage(
+    run_dir: Path, summary: dict, stage: str, outputs: list[str], seconds: float, version: int
+) -> None:
+    """Mark ``stage`` done in ``summary`` and write ``summary.json`` atomically."""
+    summary.setdefault("stages", {})[stage] = {
+        "done": True,
+        "version": version,
+        "outputs": outputs,
+        "seconds": round(seconds, 3),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    write_json_atomic(Path(run_dir) / SUMMARY, summary)
+
+
+def open_record(train_dir: Path):
+    """Open a run store as an ``xarray.Dataset`` (via `lesde.open_run`).
+
+    A directory written by `synthetic_record` (marked by ``synthetic.json``) is opened
+    with xarray directly.
+    """
+    import xarray as xr
+
+    train_dir = Path(train_dir)
+    if (train_dir / "synthetic.json").exists():
+        return xr.open_zarr(train_dir / "record.zarr", consolidated=False).load()
+    from lesde.store import open_run
+
+    return open_run(train_dir)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lesde.experiments.pipeline import load_summary, write_json_atomic
+from lesde.rundir import load_summary, write_json_atomic
 
 __all__ = ["SweepConfig", "grid", "run_point", "run_sweep", "DATASETS"]
 
@@ -127,7 +127,9 @@ def _run_synthetic(run_dir: Path, *, p_err: float, seed: int, scale: str, log) -
     """
     import numpy as np
 
-    from lesde.experiments.pipeline import PipelineConfig, run_single, synthetic_record
+    from lesde.experiments.config import PipelineConfig
+    from lesde.experiments.runner import run_single
+    from lesde.experiments.synthetic import synthetic_record
 
     K = 3
     q = p_err * K / (K - 1)  # 0 at clean labels, 1 at random labels

@@ -113,8 +113,8 @@ def _run_separation(mod, cfg, out: Path, *, tiny: bool) -> None:
     import shutil
 
     from lesde.experiments import collapse
-    from lesde.experiments.pipeline import load_summary, write_json_atomic
     from lesde.report import write_report
+    from lesde.rundir import load_summary, write_json_atomic
 
     table = mod.run(cfg, out)
     ccfg = collapse.Config(seed=cfg.seed)

@@ -330,7 +330,7 @@ def rate_slope_index(
     on the smoothing window, and a rate that changes sign leaves few points; NaN (with
     no warning) when fewer than 3 remain.
     """
-    from lesde.estimate.rates import savgol_derivative
+    from lesde.estimate._savgol import savgol_derivative
 
     t = check_ts(ts)
     y = np.asarray(series, dtype=float)

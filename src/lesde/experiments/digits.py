@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lesde.experiments import geomnist
-from lesde.experiments.pipeline import run_single
+from lesde.experiments.runner import run_single
 
 __all__ = ["Config", "run"]
 

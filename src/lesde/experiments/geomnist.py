@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lesde.experiments.pipeline import PipelineConfig, TrainSpec, run_single
+from lesde.experiments.config import PipelineConfig, TrainSpec
+from lesde.experiments.runner import run_single
 
 __all__ = ["Config", "SCALES", "run", "spec_for"]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lesde.experiments import geomnist
-from lesde.experiments.pipeline import run_points
+from lesde.experiments.runner import run_points
 
 __all__ = ["Config", "run"]
 
