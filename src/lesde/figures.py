@@ -19,9 +19,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from lesde.experiments.stages import projection_direction  # noqa: E402
 from lesde.plots import dynamics as dyn  # noqa: E402
 from lesde.plots import label_noise as ln  # noqa: E402
-from lesde.rundir import load_npz, load_summary, open_record  # noqa: E402
+from lesde.rundir import load_npz, load_summary  # noqa: E402
 
 __all__ = ["draw_figures", "FIGURE_TITLES"]
 
@@ -71,23 +72,14 @@ def _single_run(run_dir: Path, summary: dict, out: Path) -> list[Path]:
         dyn.plot_trajectories_3d(
             xbar, class_names=names, ax=fig.add_subplot(1, 2, 1, projection="3d")
         )
-    end = xbar[-1]
-    d = np.linalg.norm(end[:, None] - end[None], axis=-1)
-    k, l = np.unravel_index(np.argmax(d), d.shape)
-    nu = (end[k] - end[l]) / max(d[k, l], 1e-12)
-    sample_t = sample_proj = sample_label = None
-    try:
-        ds = open_record(run_dir / "train")
-        z = ds["sample_logits"].values  # (R, S, K)
-        y = ds["sample_label"].values
-        steps = ds["step"].values if "step" in ds.coords else np.arange(1, z.shape[1] + 1)
-        rng = np.random.default_rng(0)
-        n = min(20000, z.shape[0] * z.shape[1])
-        ri = rng.integers(0, z.shape[0], n)
-        si = rng.integers(0, z.shape[1], n)
-        sample_t, sample_proj, sample_label = steps[si], z[ri, si] @ nu, y[ri, si]
-    except (OSError, KeyError, ValueError, ImportError):
-        pass  # the record may have been deleted; the figure still shows the means
+    # ν and the sampled trained-sample logits were chosen by the analyse stage
+    if "fig1_nu" in ana:
+        nu, (k, l) = ana["fig1_nu"], (int(v) for v in ana["fig1_pair"])
+        sample_t, sample_proj = ana["fig1_sample_t"], ana["fig1_sample_proj"]
+        sample_label = ana["fig1_sample_label"]
+    else:  # a run directory written before the analyse stage stored them
+        nu, (k, l) = projection_direction(xbar[-1])
+        sample_t = sample_proj = sample_label = None
     ax = dyn.plot_projection(
         ts, xbar @ nu, sample_t=sample_t, sample_proj=sample_proj, sample_label=sample_label,
         class_names=names, ax=fig.add_subplot(1, 2, 2),

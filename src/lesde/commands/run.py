@@ -88,7 +88,9 @@ def main(args: argparse.Namespace) -> int:
         t = time.perf_counter()
         print(f"lesde run {name} (scale {args.scale}) -> {out}")
         if name == "separation":
-            _run_separation(mod, cfg, out, tiny=args.scale == "tiny")
+            from lesde.experiments.runner import run_separation
+
+            print(run_separation(cfg, out, tiny=args.scale == "tiny")["key"]["collapse"])
         else:
             summary = mod.run(cfg, out)
             for k, v in (summary.get("key") or {}).items():
@@ -106,55 +108,3 @@ def _fmt(v) -> str:
     if isinstance(v, list | tuple) and all(isinstance(x, float) for x in v):
         return "[" + ", ".join(f"{x:.4g}" for x in v) + "]"
     return str(v)
-
-
-def _run_separation(mod, cfg, out: Path, *, tiny: bool) -> None:
-    """The theorem experiments (core module) plus the collapse demo, a summary and report."""
-    import shutil
-
-    from lesde.experiments import collapse
-    from lesde.report import write_report
-    from lesde.rundir import load_summary, write_json_atomic
-
-    table = mod.run(cfg, out)
-    ccfg = collapse.Config(seed=cfg.seed)
-    if tiny:
-        ccfg = collapse.Config(seed=cfg.seed, n_paths=10, n_steps=1000, n_per_class=30)
-    res = collapse.run(ccfg, out)
-    key: dict = {}
-    for part, name in (("a", "α−β"), ("b", "s")):
-        xs = table[part]["x"]
-        curve = table[part]["curves"][-1]  # the longest horizon
-        key[f"({part}) separable fraction at {name}={xs[0]:g}"] = curve["fraction"][0]
-        key[f"({part}) separable fraction at {name}={xs[-1]:g}"] = curve["fraction"][-1]
-    rows = table.get("c", {}).get("rows", [])
-    for r in rows:
-        key[f"(c) r̂_γ {r['model']}-model at s={r['s']:g}"] = (
-            f"{r['s_hat']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]: {r['verdict']} "
-            f"(simulated: {r['fraction']:.0%} separable)"
-        )
-    if rows:
-        key["(c) verdicts matching the simulated separability"] = (
-            f"{sum(r['verdict_matches'] for r in rows)}/{len(rows)}"
-        )
-    rows_d = table.get("d", {}).get("rows", [])
-    for r in rows_d:
-        key[f"(d) margin-to-noise exponent at c/K={r['c_over_k']:g}, q={r['q']:g}"] = (
-            f"{r['slope']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}] (true {r['expected']:.3f}): "
-            f"{r['verdict']} (simulated: {r['fraction']:.0%} separable; "
-            f"tail index {r['s_hat']:.3f})"
-        )
-    if rows_d:
-        key["(d) verdicts matching the simulated separability"] = (
-            f"{sum(r['verdict_matches'] for r in rows_d)}/{len(rows_d)}"
-        )
-    key["collapse"] = collapse.summary(res)
-    summary = load_summary(out)
-    summary.update(experiment="separation", config={"separation": table["config"]}, key=key)
-    write_json_atomic(out / "summary.json", summary)
-    (out / "figures").mkdir(exist_ok=True)
-    for n in ("separation", "collapse"):
-        if (out / f"{n}.png").exists():
-            shutil.copyfile(out / f"{n}.png", out / "figures" / f"{n}.png")
-    write_report(out)
-    print(collapse.summary(res))

@@ -19,6 +19,7 @@ from lesde.model import check_ts
 
 __all__ = ["estimate_rates", "tail_index", "savgol_derivative"]
 
+
 def estimate_rates(
     ts: Any, A: Any, B: Any, *, window: int, polyorder: int = 2
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -133,7 +134,6 @@ def tail_index(
     if t[0] <= -1:
         raise ValueError(f"`ts` must be > -1 for log(1 + t), got ts[0]={t[0]}")
     if method == "fit":
-
         fit = fit_tail_many(t, y[None, :], t_range=t_range)[0]
         if fit is None:
             warnings.warn(

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lesde._validation import check_choice, check_fraction, check_int, check_seed
+
 __all__ = ["PipelineConfig", "TrainSpec", "STAGES", "STAGE_VERSIONS", "le_steps_for"]
 
 STAGES = ("train", "estimate", "simulate", "analyse")
@@ -15,7 +17,8 @@ STAGES = ("train", "estimate", "simulate", "analyse")
 # estimate 2: tail indices by the fit of A (intervals, verdicts); analyse 2: Σ̂ and ρ(t).
 # estimate/analyse 3: classes by their original label (PipelineConfig.classes); analyse 4:
 # the finite-time margin-to-noise level.
-STAGE_VERSIONS = {"train": 1, "estimate": 3, "simulate": 1, "analyse": 4}
+# analyse 5: the Fig. 1 projection and its sampled points.
+STAGE_VERSIONS = {"train": 1, "estimate": 3, "simulate": 1, "analyse": 5}
 
 
 @dataclass(frozen=True)
@@ -80,24 +83,13 @@ class PipelineConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.classes not in ("clean", "train"):
-            raise ValueError(f"`classes` must be 'clean' or 'train', got {self.classes!r}")
-        if self.xbar_source not in ("samples", "probe"):
-            raise ValueError(
-                f"`xbar_source` must be 'samples' or 'probe', got {self.xbar_source!r}"
-            )
-        if (
-            isinstance(self.tail_boot, bool)
-            or not isinstance(self.tail_boot, int)
-            or (self.tail_boot != 0 and self.tail_boot < 10)
-        ):
-            raise ValueError(f"`tail_boot` must be 0 or an int >= 10, got {self.tail_boot!r}")
+        check_choice("classes", self.classes, ("clean", "train"))
+        check_choice("xbar_source", self.xbar_source, ("samples", "probe"))
+        if self.tail_boot != 0:
+            check_int("tail_boot", self.tail_boot, low=10)
         for name in ("bin_width", "sim_window", "n_paths"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"`{name}` must be a positive int, got {v!r}")
-        if not 0 <= self.t0_fraction < 1:
-            raise ValueError(f"`t0_fraction` must be in [0, 1), got {self.t0_fraction!r}")
+            check_int(name, getattr(self, name))
+        check_fraction("t0_fraction", self.t0_fraction, closed_high=False)
         if not 0 < self.late_fraction <= 1:
             raise ValueError(f"`late_fraction` must be in (0, 1], got {self.late_fraction!r}")
 
@@ -133,11 +125,9 @@ class TrainSpec:
 
     def __post_init__(self) -> None:
         for name in ("n_trials", "n_steps", "n_checkpoints", "probe_per_class"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"`{name}` must be a positive int, got {v!r}")
-        if not 0.0 <= self.p_err <= 1.0:
-            raise ValueError(f"`p_err` must be in [0, 1], got {self.p_err!r}")
+            check_int(name, getattr(self, name))
+        check_fraction("p_err", self.p_err)
+        check_seed("seed", self.seed)
 
 
 def le_steps_for(n_steps: int, n: int) -> tuple[int, ...]:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lesde._validation import check_choice, check_fraction, check_int, check_seed
 from lesde.experiments.config import PipelineConfig, TrainSpec
 from lesde.experiments.runner import run_single
 
@@ -63,10 +64,11 @@ class Config:
     n_per_class: int | None = None
 
     def __post_init__(self) -> None:
-        if self.scale not in SCALES:
-            raise ValueError(f"`scale` must be one of {sorted(SCALES)}, got {self.scale!r}")
-        if not 0.0 <= self.p_err <= 1.0:
-            raise ValueError(f"`p_err` must be in [0, 1], got {self.p_err!r}")
+        check_choice("scale", self.scale, sorted(SCALES))
+        check_seed("seed", self.seed)
+        check_fraction("p_err", self.p_err)
+        for name in ("n_trials", "n_steps", "n_per_class"):
+            check_int(name, getattr(self, name), allow_none=True)
 
 
 def spec_for(cfg: Any, *, data: str = "geomnist", data_options: dict | None = None) -> TrainSpec:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from lesde._validation import check_choice, check_int, check_seed
 from lesde.experiments import geomnist
 from lesde.experiments.runner import run_points
 
@@ -48,14 +49,12 @@ class Config:
     n_steps: int | None = None
 
     def __post_init__(self) -> None:
-        if self.scale not in _POINT_SIZE:
-            raise ValueError(f"`scale` must be one of {sorted(_POINT_SIZE)}, got {self.scale!r}")
+        check_choice("scale", self.scale, sorted(_POINT_SIZE))
+        check_seed("seed", self.seed)
         if not self.p_errs or any(not 0 <= p <= 1 for p in self.p_errs):
             raise ValueError(f"`p_errs` must be values in [0, 1], got {self.p_errs!r}")
         for name in ("n_trials", "n_steps"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise ValueError(f"`{name}` must be a positive int or None, got {v!r}")
+            check_int(name, getattr(self, name), allow_none=True)
 
 
 def run(cfg: Config, out: Path | str, *, log=print) -> dict[str, Any]:

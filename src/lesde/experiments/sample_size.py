@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lesde._validation import check_choice, check_seed
 from lesde.experiments import geomnist
 from lesde.experiments.runner import run_points
 
@@ -34,8 +35,8 @@ class Config:
     n_per_class: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        if self.scale not in _POINT_SIZE:
-            raise ValueError(f"`scale` must be one of {sorted(_POINT_SIZE)}, got {self.scale!r}")
+        check_choice("scale", self.scale, sorted(_POINT_SIZE))
+        check_seed("seed", self.seed)
         if self.n_per_class is not None and any(n < 2 for n in self.n_per_class):
             raise ValueError(f"`n_per_class` must be ints >= 2, got {self.n_per_class!r}")
 

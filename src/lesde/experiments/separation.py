@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from lesde._validation import check_int, check_positive_float, check_seed
 from lesde.analysis.separation import is_separable
 from lesde.model import LEModel
 from lesde.simulate.sde import simulate_sde
@@ -150,9 +151,7 @@ class Config:
         if any(s <= 0 for s in self.exponents_b):
             raise ValueError(f"`exponents_b` must be > 0, got {self.exponents_b}")
         for name in ("dt_a", "sigma_a", "sigma_b", "c_b", "radius_b"):
-            v = getattr(self, name)
-            if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
-                raise ValueError(f"`{name}` must be a finite float > 0, got {v!r}")
+            check_positive_float(name, getattr(self, name))
         for name in ("horizons_a", "horizons_b"):
             if any(h <= 0 for h in getattr(self, name)):
                 raise ValueError(f"`{name}` must be > 0, got {getattr(self, name)}")
@@ -165,9 +164,7 @@ class Config:
         if not (math.isfinite(self.horizon_c) and self.horizon_c > 10):
             raise ValueError(f"`horizon_c` must be a finite float > 10, got {self.horizon_c!r}")
         for name in ("n_steps_c", "n_runs_c", "n_boot_c"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 10:
-                raise ValueError(f"`{name}` must be an int >= 10, got {v!r}")
+            check_int(name, getattr(self, name), low=10)
         for pair in self.cases_d:
             if len(pair) != 2 or not (pair[0] > 0 and pair[1] >= 0):
                 raise ValueError(f"`cases_d` must be (c/K > 0, q >= 0) pairs, got {pair!r}")
@@ -184,9 +181,8 @@ class Config:
         if self.n_features_b < 3:
             raise ValueError(f"`n_features_b` must be >= K = 3, got {self.n_features_b}")
         for name in ("n_steps_b", "n_runs", "n_per_class"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"`{name}` must be an int >= 1, got {v!r}")
+            check_int(name, getattr(self, name))
+        check_seed("seed", self.seed)
         if not (math.isfinite(self.init_spread) and self.init_spread >= 0):
             raise ValueError(f"`init_spread` must be >= 0, got {self.init_spread!r}")
 

@@ -29,6 +29,7 @@ __all__ = [
     "verdict_notes",
     "SENSITIVITY_TAILS",
     "SENSITIVITY_SG",
+    "projection_direction",
 ]
 
 
@@ -377,6 +378,7 @@ def stage_analyse(ds, rec: dict, est: dict, cfg: PipelineConfig) -> tuple[dict, 
             }
         except ValueError as err:
             numbers["le_matrix"] = {"error": str(err)}
+    arrays.update(_fig1_arrays(rec, est))
     d_arrays, d_numbers = _direct_le(ds, est)
     arrays.update(d_arrays)
     numbers["direct"] = d_numbers
@@ -387,6 +389,34 @@ def stage_analyse(ds, rec: dict, est: dict, cfg: PipelineConfig) -> tuple[dict, 
     except ValueError as err:  # e.g. a class with < 2 probes
         numbers["margin_noise"] = {"error": str(err)}
     return arrays, numbers
+
+
+def projection_direction(end: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    """ν ∝ X̄^k(T) − X̄^l(T) for the pair of class means farthest apart (paper Fig. 1).
+
+    Args:
+        end: (K, p) class means at the last time.
+
+    Returns:
+        (ν of shape (p,), unit norm; (k, l)).
+    """
+    d = np.linalg.norm(end[:, None] - end[None], axis=-1)
+    k, l = np.unravel_index(np.argmax(d), d.shape)
+    return (end[k] - end[l]) / max(d[k, l], 1e-12), (int(k), int(l))
+
+
+def _fig1_arrays(rec: dict, est: dict, n_max: int = 20000) -> dict[str, np.ndarray]:
+    """What Fig. 1 draws: ν and up to ``n_max`` trained-sample logits projected on it."""
+    nu, pair = projection_direction(np.asarray(est["xbar"])[-1])
+    z, y, steps = rec["sample_logits"], rec["sample_label"], rec["step"]  # (R, S, K), (R, S)
+    rng = np.random.default_rng(0)  # the same points on every redraw
+    n = min(n_max, z.shape[0] * z.shape[1])
+    ri = rng.integers(0, z.shape[0], n)
+    si = rng.integers(0, z.shape[1], n)
+    return {
+        "fig1_nu": nu, "fig1_pair": np.array(pair), "fig1_sample_t": steps[si],
+        "fig1_sample_proj": z[ri, si] @ nu, "fig1_sample_label": y[ri, si],
+    }  # fmt: skip
 
 
 def learning_check(val_acc: Any, val_loss: Any, n_classes: int) -> dict[str, Any]:
