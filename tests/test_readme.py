@@ -79,3 +79,22 @@ def test_docs_do_not_send_users_outside_the_repository():
     src = README.parent / "src" / "lesde"
     for f in [*_doc_files(), *src.rglob("*.py")]:
         assert "../shared" not in f.read_text(encoding="utf-8"), f
+
+
+def test_layout_section_names_every_module():
+    # README's Layout block must match the tree: each package and module of src/lesde
+    # (and each module of experiments/, estimate/, analysis/) appears in it
+    text = README.read_text(encoding="utf-8")
+    block = text[text.index("## Layout") :]
+    block = block[: block.index("```", block.index("```") + 3)]
+    src = README.parent / "src" / "lesde"
+    names = [p.stem if p.suffix else p.name for p in src.iterdir()
+             if (p.suffix == ".py" and p.stem != "__init__") or
+             (p.is_dir() and (p / "__init__.py").exists())]  # fmt: skip
+    for sub in ("experiments", "estimate", "analysis"):
+        names += [p.stem for p in (src / sub).glob("*.py")
+                  if p.stem not in ("__init__", "registry", "_labelled")
+                  and (sub != "experiments" or p.stem in ("config", "stages", "pipeline",
+                                                          "runner", "synthetic"))]  # fmt: skip
+    missing = [n for n in names if n not in block]
+    assert not missing, f"README Layout does not name {missing}"

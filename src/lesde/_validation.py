@@ -38,8 +38,10 @@ def check_fraction(name: str, value: Any, *, low: float = 0.0, high: float = 1.0
 
 def check_positive_float(name: str, value: Any) -> float:
     """A finite float > 0."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (
-        math.isfinite(value) and value > 0
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (math.isfinite(value) and value > 0)
     ):
         raise ValueError(f"`{name}` must be a finite float > 0, got {value!r}")
     return float(value)

@@ -1,5 +1,8 @@
 """Run store: one training run on disk, written incrementally, resumable, opened by xarray.
 
+Why this file is long: the schema table below (~50 lines) and the record's writer, reader
+and integrity checks (manifest) belong together; they change together.
+
 A run directory holds
 
 - ``config.json``: the trainer's configuration (and the data options of the CLI);

@@ -25,6 +25,7 @@ __all__ = [
     "out_file",
     "existing_dir",
     "add_overwrite",
+    "add_cifar_root",
 ]
 
 
@@ -130,4 +131,12 @@ def add_overwrite(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="start the output directory afresh when it holds a different run "
         "(deletes what lesde wrote there)",
+    )
+
+
+def add_cifar_root(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cifar-root",
+        default=None,
+        help="directory with cifar-10-batches-py/ or -bin/ (default: $LESDE_DATA)",
     )

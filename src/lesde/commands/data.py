@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from lesde.commands._options import nonneg_int, out_file, positive_int, seed
+from lesde.commands._options import add_cifar_root, nonneg_int, out_file, positive_int, seed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,11 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--classes", type=nonneg_int, nargs="+", default=None,
         help="class subset (digits, cifar10)",
     )  # fmt: skip
-    parser.add_argument(
-        "--cifar-root",
-        default=None,
-        help="directory with cifar-10-batches-py/ or -bin/ (default: $LESDE_DATA)",
-    )
+    add_cifar_root(parser)
 
 
 def _options(args: argparse.Namespace) -> dict:

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from lesde.commands._options import add_overwrite, out_dir, positive_int, seed
+from lesde.commands._options import add_cifar_root, add_overwrite, out_dir, positive_int, seed
 from lesde.experiments.registry import EXPERIMENTS
 
 
@@ -40,11 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--steps", type=positive_int, default=None,
         help="SGD steps per trial; default: the scale's (geomnist, label-noise)",
     )  # fmt: skip
-    parser.add_argument(
-        "--cifar-root",
-        default=None,
-        help="directory with cifar-10-batches-py/ or -bin/ (default: $LESDE_DATA)",
-    )
+    add_cifar_root(parser)
     add_overwrite(parser)
 
 

@@ -11,7 +11,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lesde.commands._options import add_overwrite, fraction, out_dir, positive_int, seed
+from lesde.commands._options import (
+    add_cifar_root,
+    add_overwrite,
+    fraction,
+    out_dir,
+    positive_int,
+    seed,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,9 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="size of each point's run (default: default)",
     )
     parser.add_argument("--out", type=out_dir, default="runs/sweep", help="sweep directory")
-    parser.add_argument(
-        "--cifar-root", default=None, help="CIFAR-10 directory (default: $LESDE_DATA)"
-    )
+    add_cifar_root(parser)
     parser.add_argument(
         "--ray",
         default=None,

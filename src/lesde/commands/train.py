@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from lesde.commands._options import (
+    add_cifar_root,
     add_overwrite,
     existing_dir,
     fraction,
@@ -109,7 +110,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=500,
         help="steps per written chunk (resume granularity)",
     )
-    parser.add_argument("--cifar-root", default=None, help="directory of the CIFAR-10 files")
+    add_cifar_root(parser)
     parser.add_argument(
         "--threads",
         type=positive_int,

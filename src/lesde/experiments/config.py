@@ -129,6 +129,24 @@ class TrainSpec:
         check_fraction("p_err", self.p_err)
         check_seed("seed", self.seed)
 
+    def train_config(self):
+        """The `lesde.train.TrainConfig` of this spec (the one place a run's trainer
+        options are filled in; `lesde train` maps its flags itself)."""
+        from lesde.train import TrainConfig
+
+        return TrainConfig(
+            n_trials=self.n_trials,
+            n_steps=self.n_steps,
+            lr=self.lr,
+            seed=self.seed,
+            n_checkpoints=self.n_checkpoints,
+            schedule="linear",  # even spacing: Ê(t) windows and ETF curves on a uniform grid
+            probe_per_class=self.probe_per_class,
+            le_steps=le_steps_for(self.n_steps, self.n_le_steps),
+            le_model="L",  # compared with the L-model inversion
+            p_err=self.p_err,
+        )
+
 
 def le_steps_for(n_steps: int, n: int) -> tuple[int, ...]:
     """Steps for the direct local-elasticity measurement: ``n // 2`` log-spaced in the

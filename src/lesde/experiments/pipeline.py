@@ -187,20 +187,9 @@ def make_train_fn(spec: TrainSpec, *, progress: bool = True) -> Callable[[Path],
     """
 
     def train(train_dir: Path) -> None:
-        from lesde.train import TrainConfig, run_training
+        from lesde.train import run_training
 
-        tcfg = TrainConfig(
-            n_trials=spec.n_trials,
-            n_steps=spec.n_steps,
-            lr=spec.lr,
-            seed=spec.seed,
-            n_checkpoints=spec.n_checkpoints,
-            schedule="linear",  # even spacing: Ê(t) windows and ETF curves on a uniform grid
-            probe_per_class=spec.probe_per_class,
-            le_steps=le_steps_for(spec.n_steps, spec.n_le_steps),
-            le_model="L",  # compared with the L-model inversion
-            p_err=spec.p_err,
-        )
+        tcfg = spec.train_config()
         bar = None
         if progress:
             from tqdm import tqdm

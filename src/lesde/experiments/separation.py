@@ -1,5 +1,8 @@
 """The separation phase transition of Theorems 2.1 and 3.1 as a finite-time experiment.
 
+Why this file is long: four parts (a–d) of one experiment share the config, the seeds
+and the resumable JSON table; each part is a short function.
+
 Two sweeps, each a fraction of independent LE-SDE runs whose particles are (pairwise)
 linearly separable at the final time, with 95% Wilson intervals:
 

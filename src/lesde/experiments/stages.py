@@ -5,8 +5,8 @@ Each ``stage_*`` takes the record's arrays (and the earlier stages' outputs) and
 writes a file. `key_numbers` and `verdict_notes` turn a summary into its headline
 numbers and plain-language notes. The driver (`lesde.experiments.pipeline`) runs them.
 
-One file for the three stages and their helpers: they share the record layout and the
-verdict conventions; ~600 lines.
+Why this file is long: the three stages and their helpers share the record layout and the
+verdict conventions (~600 lines); split them when a fourth stage arrives.
 """
 
 from __future__ import annotations

@@ -1,5 +1,9 @@
 """Vectorised ensemble trainer: many independent CNNs trained by batch-size-1 SGD in lockstep.
 
+Why this file is long: the hand-written engine, the chunk loop and the entry points of
+the paper's CNN trainer; they split into the backend protocol, the "cnn" backend and the
+loop when training backends arrive (the issue "Your own network"), not before.
+
 This produces the paper's "genuine dynamics" (§4.1): ``n_trials`` independent copies of
 the CNN of `lesde.train.nets`, each with its own initialisation and its own sequence of
 training samples, trained by plain SGD on the softmax cross-entropy, with the logits of
