@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from lesde.experiments.outputs import Analysis, Estimates, Simulation  # noqa: E402
 from lesde.experiments.stages import projection_direction  # noqa: E402
 from lesde.plots import dynamics as dyn  # noqa: E402
 from lesde.plots import label_noise as ln  # noqa: E402
@@ -59,10 +60,10 @@ def _class_names(summary: dict, K: int) -> list[str]:
 
 def _single_run(run_dir: Path, summary: dict, out: Path) -> list[Path]:
     written: list[Path] = []
-    est = load_npz(run_dir / "estimates.npz")
-    sim = load_npz(run_dir / "simulate.npz")
-    ana = load_npz(run_dir / "analysis.npz")
-    ts, xbar = est["ts"], est["xbar"]
+    est = Estimates.from_arrays(load_npz(run_dir / "estimates.npz"))
+    sim = Simulation.from_arrays(load_npz(run_dir / "simulate.npz"))
+    ana = Analysis.from_arrays(load_npz(run_dir / "analysis.npz"))
+    ts, xbar = est.ts, est.xbar
     K = xbar.shape[1]
     names = _class_names(summary, K)
 
@@ -73,10 +74,10 @@ def _single_run(run_dir: Path, summary: dict, out: Path) -> list[Path]:
             xbar, class_names=names, ax=fig.add_subplot(1, 2, 1, projection="3d")
         )
     # ν and the sampled trained-sample logits were chosen by the analyse stage
-    if "fig1_nu" in ana:
-        nu, (k, l) = ana["fig1_nu"], (int(v) for v in ana["fig1_pair"])
-        sample_t, sample_proj = ana["fig1_sample_t"], ana["fig1_sample_proj"]
-        sample_label = ana["fig1_sample_label"]
+    if ana.fig1:
+        nu, (k, l) = ana.fig1["nu"], (int(v) for v in ana.fig1["pair"])
+        sample_t, sample_proj = ana.fig1["sample_t"], ana.fig1["sample_proj"]
+        sample_label = ana.fig1["sample_label"]
     else:  # a run directory written before the analyse stage stored them
         nu, (k, l) = projection_direction(xbar[-1])
         sample_t = sample_proj = sample_label = None
@@ -84,9 +85,9 @@ def _single_run(run_dir: Path, summary: dict, out: Path) -> list[Path]:
         ts, xbar @ nu, sample_t=sample_t, sample_proj=sample_proj, sample_label=sample_label,
         class_names=names, ax=fig.add_subplot(1, 2, 2),
     )  # fmt: skip
-    sim_proj = sim["mean_own_L"] @ nu  # (T', K)
+    sim_proj = sim.own["L"].mean @ nu  # (T', K)
     for c in range(K):
-        ax.plot(sim["ts"], sim_proj[:, c], color="k", ls="--", lw=1,
+        ax.plot(sim.ts, sim_proj[:, c], color="k", ls="--", lw=1,
                 label="simulated (L-model, from t₀)" if c == 0 else None)  # fmt: skip
     ax.legend(fontsize=7)
     fig.axes[-1].set_title(f"projection on ν ∝ X̄(T) of {names[k]} − X̄(T) of {names[l]}")
@@ -95,10 +96,9 @@ def _single_run(run_dir: Path, summary: dict, out: Path) -> list[Path]:
     # Fig. 3
     fig, axes = plt.subplots(2, 2, figsize=(10, 7))
     for i, H in enumerate(("I", "L")):
-        dyn.plot_ab(ts, est[f"A_{H}"], est[f"B_{H}"], title=f"{H}-model: Â, B̂", ax=axes[i, 0])
-        dyn.plot_rates(
-            ts, est[f"alpha_{H}"], est[f"beta_{H}"], title=f"{H}-model: α̂, β̂", ax=axes[i, 1]
-        )
+        m = est.models[H]
+        dyn.plot_ab(ts, m.A, m.B, title=f"{H}-model: Â, B̂", ax=axes[i, 0])
+        dyn.plot_rates(ts, m.alpha, m.beta, title=f"{H}-model: α̂, β̂", ax=axes[i, 1])
     _save(fig, out, "fig3_estimates", written)
 
     # Fig. 5: the L-model driven by I- and L-estimates (paper), one column per class
@@ -106,7 +106,7 @@ def _single_run(run_dir: Path, summary: dict, out: Path) -> list[Path]:
     for i, H in enumerate(("I", "L")):
         for c in range(K):
             dyn.plot_simulated_vs_genuine(
-                sim["ts"], sim[f"mean_paper_{H}"], sim[f"sd_paper_{H}"], sim["xbar"], c,
+                sim.ts, sim.paper[H].mean, sim.paper[H].sd, sim.xbar, c,
                 title=f"{names[c]}: rates from {H}-model", ax=axes[i, c],
             )  # fmt: skip
     _save(fig, out, "fig5_simulated", written)
@@ -114,42 +114,44 @@ def _single_run(run_dir: Path, summary: dict, out: Path) -> list[Path]:
     # RD
     fig, ax = plt.subplots(figsize=(6, 4))
     frac = summary.get("simulate", {}).get("late_fraction", 0.25)
-    late_from = sim["ts"][-max(1, int(round(frac * sim["ts"].size)))]
+    late_from = sim.ts[-max(1, int(round(frac * sim.ts.size)))]
     dyn.plot_rd(
-        sim["ts"],
+        sim.ts,
         {
-            "I-model (own rates)": sim["rd_own_I"],
-            "L-model (own rates)": sim["rd_own_L"],
-            "L-model, I-rates (paper Fig. 5a)": sim["rd_paper_I"],
+            "I-model (own rates)": sim.own["I"].rd,
+            "L-model (own rates)": sim.own["L"].rd,
+            "L-model, I-rates (paper Fig. 5a)": sim.paper["I"].rd,
         },
         late_from=late_from,
         ax=ax,
     )
     _save(fig, out, "rd", written)
 
-    if "E" in ana:
+    if ana.le_matrix:
         fig, ax = plt.subplots(figsize=(6, 4))
-        dyn.plot_le_matrix(ana["E_ts"], ana["E"], ana["E_lo"], ana["E_hi"], ax=ax)
+        le = ana.le_matrix
+        dyn.plot_le_matrix(le["E_ts"], le["E"], le["E_lo"], le["E_hi"], ax=ax)
         _save(fig, out, "le_matrix", written)
 
-    if "le_alpha" in ana:
+    if ana.direct:
         fig, ax = plt.subplots(figsize=(6, 4))
+        dd = ana.direct
         dyn.plot_direct_vs_inverted(
-            ana["le_steps"], ana["le_alpha"], ana["le_beta"], ts, est["alpha_L"], est["beta_L"],
-            ax=ax,
+            dd["le_steps"], dd["le_alpha"], dd["le_beta"], ts, est.models["L"].alpha,
+            est.models["L"].beta, ax=ax,
         )  # fmt: skip
         _save(fig, out, "direct_vs_inverted", written)
 
-    if "mn_noise" in ana:
+    if ana.diffusion:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4))
         ax = axes[0]
         for i, H in enumerate(("I", "L")):
-            if f"mn_ratio_{H}" in ana:
-                ax.loglog(ana[f"mn_ts_{H}"], ana[f"mn_ratio_{H}"], color=f"C{i}",
+            if H in ana.ratio:
+                ax.loglog(*ana.ratio[H], color=f"C{i}",
                           label=f"ρ(t), {H}-model margin e^((Â−B̂)/K)·gap(t₀)")  # fmt: skip
-        cts = ana["diff_ts"]
+        cts = ana.diffusion["ts"]
         keep = cts > 0
-        ax.loglog(cts[keep], ana["mn_ratio_direct"][keep], "k.--", lw=1,
+        ax.loglog(cts[keep], ana.diffusion["ratio_direct"][keep], "k.--", lw=1,
                   label="measured: class-mean gap / spread (median of trials)")  # fmt: skip
         mn = summary.get("analyse", {}).get("margin_noise", {})
         rho_star = mn.get("level", {}).get("threshold")
@@ -164,9 +166,11 @@ def _single_run(run_dir: Path, summary: dict, out: Path) -> list[Path]:
         ax.set_title("margin vs √(accumulated Σ̂): growing → separation")
         ax.legend(fontsize=7)
         ax = axes[1]
-        ax.loglog(cts[keep], ana["diff_V"][keep], color="C2", label="within-class variance V(t)")
-        pos = keep & (ana["diff_sigma2"] > 0)
-        ax.loglog(cts[pos], ana["diff_sigma2"][pos], ".", color="C3",
+        ax.loglog(
+            cts[keep], ana.diffusion["V"][keep], color="C2", label="within-class variance V(t)"
+        )
+        pos = keep & (ana.diffusion["sigma2"] > 0)
+        ax.loglog(cts[pos], ana.diffusion["sigma2"][pos], ".", color="C3",
                   label="σ̂²(t) = dV/dt / (1 − 1/n)")  # fmt: skip
         ax.set_xlabel("iteration t")
         ax.set_title("diffusion estimated from the train probes' spread")
@@ -174,9 +178,7 @@ def _single_run(run_dir: Path, summary: dict, out: Path) -> list[Path]:
         _save(fig, out, "margin_noise", written)
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    dyn.plot_etf(
-        ana["checkpoint_step"], ana["etf_trials"], etf_mean_path=ana["etf_mean_path"], ax=ax
-    )
+    dyn.plot_etf(ana.checkpoint_step, ana.etf_trials, etf_mean_path=ana.etf_mean_path, ax=ax)
     _save(fig, out, "etf", written)
     return written
 
@@ -236,9 +238,9 @@ def _multi_run(run_dir: Path, summary: dict, out: Path) -> list[Path]:
     ]
     curves_loss, curves_acc = {}, {}
     for v, dirs, _ in pts:
-        a = load_npz(dirs[0] / "analysis.npz")
-        curves_loss[v] = (a["checkpoint_step"], np.nanmean(a["val_loss"], axis=0))
-        curves_acc[v] = (a["checkpoint_step"], np.nanmean(a["val_acc"], axis=0))
+        a = Analysis.from_arrays(load_npz(dirs[0] / "analysis.npz"))
+        curves_loss[v] = (a.checkpoint_step, np.nanmean(a.val_loss, axis=0))
+        curves_acc[v] = (a.checkpoint_step, np.nanmean(a.val_acc, axis=0))
     init_loss = _mean([s["analyse"]["val_loss_initial"] for _, _, ss in pts for s in ss])
     if param == "p_err":
         thr = (K - 1) / K

@@ -47,6 +47,7 @@ from lesde.experiments.config import (
     TrainSpec,
     le_steps_for,
 )
+from lesde.experiments.outputs import Analysis, Estimates, Simulation
 from lesde.experiments.stages import key_numbers, learning_check, verdict_notes
 from lesde.experiments.stages import record_arrays as _record_arrays
 from lesde.experiments.stages import stage_analyse as _stage_analyse
@@ -78,6 +79,9 @@ __all__ = [
     "le_steps_for",
     "jsonable",
     "SUMMARY",
+    "Estimates",
+    "Simulation",
+    "Analysis",
 ]
 
 
@@ -142,24 +146,24 @@ def run_pipeline(
 
     # a stage that runs makes every later stage stale: they read its output
     if _stage_done(run_dir, summary, "estimate", ["estimates.npz"]):
-        est = load_npz(run_dir / "estimates.npz")
+        est = Estimates.from_arrays(load_npz(run_dir / "estimates.npz"))
         stale = False
     else:
         stale = True
         t = time.perf_counter()
         est, numbers = _stage_estimate(record(), cfg)
         names = ds.attrs.get("class_names") if ds is not None else None
-        if names is not None and len(names) == est["xbar"].shape[1]:
+        if names is not None and len(names) == est.xbar.shape[1]:
             summary["class_names"] = [str(n) for n in names]
-        save_npz_atomic(run_dir / "estimates.npz", **est)
+        save_npz_atomic(run_dir / "estimates.npz", **est.to_arrays())
         summary["estimate"] = numbers
         _mark(run_dir, summary, "estimate", ["estimates.npz"], time.perf_counter() - t)
         log(f"estimate: {time.perf_counter() - t:.1f} s")
 
     if stale or not _stage_done(run_dir, summary, "simulate", ["simulate.npz"]):
         t = time.perf_counter()
-        arrays, numbers = _stage_simulate(est, cfg)
-        save_npz_atomic(run_dir / "simulate.npz", **arrays)
+        sim, numbers = _stage_simulate(est, cfg)
+        save_npz_atomic(run_dir / "simulate.npz", **sim.to_arrays())
         summary["simulate"] = numbers
         _mark(run_dir, summary, "simulate", ["simulate.npz"], time.perf_counter() - t)
         log(f"simulate: {time.perf_counter() - t:.1f} s")
@@ -167,8 +171,8 @@ def run_pipeline(
     if stale or not _stage_done(run_dir, summary, "analyse", ["analysis.npz"]):
         t = time.perf_counter()
         rec = record()
-        arrays, numbers = _stage_analyse(ds, rec, est, cfg)
-        save_npz_atomic(run_dir / "analysis.npz", **arrays)
+        ana, numbers = _stage_analyse(ds, rec, est, cfg)
+        save_npz_atomic(run_dir / "analysis.npz", **ana.to_arrays())
         summary["analyse"] = numbers
         _mark(run_dir, summary, "analyse", ["analysis.npz"], time.perf_counter() - t)
         log(f"analyse: {time.perf_counter() - t:.1f} s")

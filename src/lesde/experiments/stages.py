@@ -18,6 +18,7 @@ import numpy as np
 
 from lesde.estimate.class_means import class_means_from_samples, probe_class_means
 from lesde.experiments.config import PipelineConfig
+from lesde.experiments.outputs import Analysis, Estimates, ModelEstimate, SimRun, Simulation
 
 __all__ = [
     "stage_estimate",
@@ -168,9 +169,7 @@ def stage_estimate(rec: dict, cfg: PipelineConfig) -> tuple[dict, dict]:
         raise ValueError(f"`t0_index` must be in [0, {T - 3}] for {T} grid points, got {i0}")
     rw = cfg.rate_window or _odd_window(T, 0.1, 11, 191)
     sw = min(cfg.sim_window, T if T % 2 else T - 1)
-    arrays: dict[str, np.ndarray] = {"ts": ts, "xbar": xbar, "xbar_trials": xbar_trials}
-    arrays["checkpoint_step"] = rec["checkpoint_step"]
-    arrays["t0_index"] = np.array(i0)
+    models: dict[str, ModelEstimate] = {}
     span = None
     if cfg.tail_fraction is not None:
         span = (ts[-1] - cfg.tail_fraction * (ts[-1] - ts[0]), ts[-1])
@@ -191,17 +190,10 @@ def stage_estimate(rec: dict, cfg: PipelineConfig) -> tuple[dict, dict]:
                     warn_unidentified(f)
             r_gamma_slope = tail_index(ts, ab.A - ab.B, t_range=span, method="slope")
             sens = _sensitivity(ts, ab.A - ab.B, span, rw)
-        arrays.update(
-            {
-                f"A_{H}": ab.A,
-                f"B_{H}": ab.B,
-                f"alpha_{H}": alpha,
-                f"beta_{H}": beta,
-                f"alpha_sim_{H}": alpha_s,
-                f"beta_sim_{H}": beta_s,
-                f"r_gamma_boot_{H}": boot[H]["samples"]["r_gamma"] if boot else np.array([]),
-            }
-        )
+        models[H] = ModelEstimate(
+            A=ab.A, B=ab.B, alpha=alpha, beta=beta, alpha_sim=alpha_s, beta_sim=beta_s,
+            r_gamma_boot=boot[H]["samples"]["r_gamma"] if boot else np.array([]),
+        )  # fmt: skip
         late = ts >= ts[-1] - min(1000.0, 0.1 * (ts[-1] - ts[0]))
         g_fit = fits[2]
         ci = boot[H]["r_gamma_ci"] if boot else [np.nan, np.nan]
@@ -232,30 +224,29 @@ def stage_estimate(rec: dict, cfg: PipelineConfig) -> tuple[dict, dict]:
             "n_nan": int(ab.n_nan),
             "warnings": sorted({str(w.message)[:200] for w in caught}),
         }
-    return arrays, numbers
+    est = Estimates(ts, xbar, xbar_trials, rec["checkpoint_step"], i0, models)
+    return est, numbers
 
 
-def stage_simulate(est: dict, cfg: PipelineConfig) -> tuple[dict, dict]:
+def stage_simulate(est: Estimates, cfg: PipelineConfig) -> tuple[Simulation, dict]:
     from lesde.analysis.fit import relative_difference
     from lesde.simulate.from_estimates import simulate_from_estimates
 
-    i0 = int(est["t0_index"])  # simulate from t₀ on (see PipelineConfig.t0_fraction)
-    ts, xbar = est["ts"][i0:], est["xbar"][i0:]
+    i0 = est.t0_index  # simulate from t₀ on (see PipelineConfig.t0_fraction)
+    ts, xbar = est.ts[i0:], est.xbar[i0:]
     T = ts.size
     late = np.arange(T) >= T - max(1, int(round(cfg.late_fraction * T)))
-    arrays: dict[str, np.ndarray] = {"ts": ts, "xbar": xbar}
+    runs: dict[str, dict[str, SimRun]] = {"own": {}, "paper": {}}
     numbers: dict[str, Any] = {"late_fraction": cfg.late_fraction}
     # "own": simulate each H model with its own rates; "paper": the L-model with either
     # estimate (paper Fig. 5).
     for rates in ("I", "L"):
-        a = _fill_nan(est[f"alpha_sim_{rates}"][i0:])
-        b = _fill_nan(est[f"beta_sim_{rates}"][i0:])
+        a = _fill_nan(est.models[rates].alpha_sim[i0:])
+        b = _fill_nan(est.models[rates].beta_sim[i0:])
         for variant, sim_model in (("own", rates), ("paper", "L")):
             key = f"{variant}_{rates}"
-            if variant == "paper" and rates == "L":
-                arrays[f"mean_{key}"] = arrays["mean_own_L"]
-                arrays[f"sd_{key}"] = arrays["sd_own_L"]
-                arrays[f"rd_{key}"] = arrays["rd_own_L"]
+            if variant == "paper" and rates == "L":  # the same run as the L-model's own
+                runs["paper"]["L"] = runs["own"]["L"]
                 numbers[key] = numbers["own_L"]
                 continue
             # The LE-ODE is linear, so the mean over paths started around X̄(0) is the path
@@ -270,21 +261,17 @@ def stage_simulate(est: dict, cfg: PipelineConfig) -> tuple[dict, dict]:
                 init_noise=cfg.init_noise, seed=cfg.seed, save_at=[],
             )  # fmt: skip
             rd = relative_difference(det.mean, xbar)  # (T, K)
-            arrays[f"mean_{key}"], arrays[f"sd_{key}"], arrays[f"rd_{key}"] = (
-                det.mean,
-                band.sd,
-                rd,
-            )
+            runs[variant][rates] = SimRun(mean=det.mean, sd=band.sd, rd=rd)
             numbers[key] = {
                 "rd_late": float(np.nanmean(rd[late])),
                 "rd_final": float(np.nanmean(rd[-1])),
             }
     numbers["rd_late"] = {H: numbers[f"own_{H}"]["rd_late"] for H in ("I", "L")}
     numbers["rd_late_paper"] = {H: numbers[f"paper_{H}"]["rd_late"] for H in ("I", "L")}
-    return arrays, numbers
+    return Simulation(ts, xbar, runs["own"], runs["paper"]), numbers
 
 
-def _direct_le(ds, est: dict) -> tuple[dict, dict]:
+def _direct_le(ds, est: Estimates) -> tuple[dict, dict]:
     """Direct (step-level) α̂, β̂ from the store's ``le_alpha``/``le_beta`` (docs/math.md §4).
 
     The sign check uses the measured steps in the later 90% of training (at the first
@@ -299,7 +286,7 @@ def _direct_le(ds, est: dict) -> tuple[dict, dict]:
     alpha_d = np.asarray(ds["le_alpha"].values, dtype=float)  # (R, M)
     beta_d = np.asarray(ds["le_beta"].values, dtype=float)  # (R, M)
     out = {"le_steps": steps, "le_alpha": alpha_d, "le_beta": beta_d}
-    ts = est["ts"]
+    ts = est.ts
     use = steps >= ts[0] + 0.1 * (ts[-1] - ts[0])
     if not use.any():
         use = np.ones_like(use)
@@ -307,8 +294,8 @@ def _direct_le(ds, est: dict) -> tuple[dict, dict]:
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
         a_med = float(np.nanmean(np.nanmedian(alpha_d[:, use], axis=0)))
         b_med = float(np.nanmean(np.nanmedian(beta_d[:, use], axis=0)))
-    inv_a = float(np.mean(np.interp(steps[use], ts, _fill_nan(est["alpha_L"]))))
-    inv_b = float(np.mean(np.interp(steps[use], ts, _fill_nan(est["beta_L"]))))
+    inv_a = float(np.mean(np.interp(steps[use], ts, _fill_nan(est.models["L"].alpha))))
+    inv_b = float(np.mean(np.interp(steps[use], ts, _fill_nan(est.models["L"].beta))))
     return out, {
         "available": True,
         "n_steps_compared": int(use.sum()),
@@ -321,7 +308,7 @@ def _direct_le(ds, est: dict) -> tuple[dict, dict]:
     }
 
 
-def stage_analyse(ds, rec: dict, est: dict, cfg: PipelineConfig) -> tuple[dict, dict]:
+def stage_analyse(ds, rec: dict, est: Estimates, cfg: PipelineConfig) -> tuple[Analysis, dict]:
     from lesde.analysis.collapse import etf_deviation, neural_collapse
     from lesde.analysis.separation import is_separable
 
@@ -332,19 +319,12 @@ def stage_analyse(ds, rec: dict, est: dict, cfg: PipelineConfig) -> tuple[dict, 
     R, C = Z.shape[:2]
     sep = np.array([is_separable(Z[r, -1], lab) for r in range(R)])
     sep0 = np.array([is_separable(Z[r, 0], lab) for r in range(R)])
-    means = est["xbar_trials"]  # (R, C, K, K)
+    means = est.xbar_trials  # (R, C, K, K)
     with np.errstate(invalid="ignore"):
         etf_trials = np.asarray(etf_deviation(means))  # (R, C)
         etf_mean_path = np.asarray(etf_deviation(means.mean(axis=0)))  # (C,)
     nc = [neural_collapse(Z[r, -1], lab) for r in range(R)]
-    arrays: dict[str, np.ndarray] = {
-        "checkpoint_step": rec["checkpoint_step"],
-        "etf_trials": etf_trials,
-        "etf_mean_path": etf_mean_path,
-        "separable_final": sep,
-        "val_loss": rec["val_loss"],
-        "val_acc": rec["val_acc"],
-    }
+    le_arrays: dict[str, np.ndarray] = {}
     numbers: dict[str, Any] = {
         "val_acc_final": float(np.nanmean(rec["val_acc"][:, -1])),
         "val_acc_final_sd": float(np.nanstd(rec["val_acc"][:, -1])),
@@ -366,10 +346,10 @@ def stage_analyse(ds, rec: dict, est: dict, cfg: PipelineConfig) -> tuple[dict, 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 le = estimate_le_matrix(
-                    means, est["checkpoint_step"], H="L", window=win, step=1, n_boot=cfg.n_boot,
+                    means, est.checkpoint_step, H="L", window=win, step=1, n_boot=cfg.n_boot,
                     seed=cfg.seed,
                 )  # fmt: skip
-            arrays.update({"E_ts": le.ts, "E": le.E, "E_lo": le.lo, "E_hi": le.hi})
+            le_arrays = {"E_ts": le.ts, "E": le.E, "E_lo": le.lo, "E_hi": le.hi}
             off = ~np.eye(K, dtype=bool)
             numbers["le_matrix"] = {
                 "window": win,
@@ -378,17 +358,21 @@ def stage_analyse(ds, rec: dict, est: dict, cfg: PipelineConfig) -> tuple[dict, 
             }
         except ValueError as err:
             numbers["le_matrix"] = {"error": str(err)}
-    arrays.update(_fig1_arrays(rec, est))
     d_arrays, d_numbers = _direct_le(ds, est)
-    arrays.update(d_arrays)
     numbers["direct"] = d_numbers
+    diffusion: dict[str, np.ndarray] = {}
+    ratio: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     try:
-        m_arrays, m_numbers = _margin_noise(Z, lab, K, est, cfg, sep)
-        arrays.update(m_arrays)
-        numbers["margin_noise"] = m_numbers
+        diffusion, ratio, numbers["margin_noise"] = _margin_noise(Z, lab, K, est, cfg, sep)
     except ValueError as err:  # e.g. a class with < 2 probes
         numbers["margin_noise"] = {"error": str(err)}
-    return arrays, numbers
+    ana = Analysis(
+        checkpoint_step=rec["checkpoint_step"], etf_trials=etf_trials,
+        etf_mean_path=etf_mean_path, separable_final=sep, val_loss=rec["val_loss"],
+        val_acc=rec["val_acc"], le_matrix=le_arrays, direct=d_arrays,
+        fig1=_fig1_arrays(rec, est), diffusion=diffusion, ratio=ratio,
+    )  # fmt: skip
+    return ana, numbers
 
 
 def projection_direction(end: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
@@ -405,17 +389,17 @@ def projection_direction(end: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
     return (end[k] - end[l]) / max(d[k, l], 1e-12), (int(k), int(l))
 
 
-def _fig1_arrays(rec: dict, est: dict, n_max: int = 20000) -> dict[str, np.ndarray]:
+def _fig1_arrays(rec: dict, est: Estimates, n_max: int = 20000) -> dict[str, np.ndarray]:
     """What Fig. 1 draws: ν and up to ``n_max`` trained-sample logits projected on it."""
-    nu, pair = projection_direction(np.asarray(est["xbar"])[-1])
+    nu, pair = projection_direction(np.asarray(est.xbar)[-1])
     z, y, steps = rec["sample_logits"], rec["sample_label"], rec["step"]  # (R, S, K), (R, S)
     rng = np.random.default_rng(0)  # the same points on every redraw
     n = min(n_max, z.shape[0] * z.shape[1])
     ri = rng.integers(0, z.shape[0], n)
     si = rng.integers(0, z.shape[1], n)
     return {
-        "fig1_nu": nu, "fig1_pair": np.array(pair), "fig1_sample_t": steps[si],
-        "fig1_sample_proj": z[ri, si] @ nu, "fig1_sample_label": y[ri, si],
+        "nu": nu, "pair": np.array(pair), "sample_t": steps[si],
+        "sample_proj": z[ri, si] @ nu, "sample_label": y[ri, si],
     }  # fmt: skip
 
 
@@ -456,23 +440,24 @@ def learning_check(val_acc: Any, val_loss: Any, n_classes: int) -> dict[str, Any
     }  # fmt: skip
 
 
-def _margin_noise(Z, lab, K: int, est: dict, cfg: PipelineConfig, sep) -> tuple[dict, dict]:
+def _margin_noise(Z, lab, K: int, est: Estimates, cfg: PipelineConfig, sep):
     """Σ̂(t) from the train probes' within-class spread and the margin-to-noise ratio ρ(t)
     under both H models (`lesde.estimate.diffusion`), beside the directly measured ratio
     (per-trial class-mean gap over the spread) and the genuine separability."""
     from lesde.estimate.diffusion import estimate_diffusion, margin_to_noise
 
-    cts = np.asarray(est["checkpoint_step"], dtype=float)
+    cts = np.asarray(est.checkpoint_step, dtype=float)
     d = estimate_diffusion(cts, Z, lab, K)
-    ts, i0 = est["ts"], int(est["t0_index"])
+    ts, i0 = est.ts, est.t0_index
     span = None
     if cfg.tail_fraction is not None:
         span = (ts[-1] - cfg.tail_fraction * (ts[-1] - ts[0]), ts[-1])
-    x0 = est["xbar"][i0]  # (K, K)
+    x0 = est.xbar[i0]  # (K, K)
     gap0 = float(min(np.linalg.norm(x0[k] - x0[m]) for k in range(K) for m in range(k)))
-    arrays: dict[str, np.ndarray] = {
-        "diff_ts": cts, "diff_V": d.V, "diff_sigma2": d.sigma2, "mn_noise": np.sqrt(d.V),
+    diffusion: dict[str, np.ndarray] = {
+        "ts": cts, "V": d.V, "sigma2": d.sigma2, "noise": np.sqrt(d.V),
     }  # fmt: skip
+    ratio: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     numbers: dict[str, Any] = {
         "gap0": gap0,
         "t0": float(ts[i0]),
@@ -482,13 +467,13 @@ def _margin_noise(Z, lab, K: int, est: dict, cfg: PipelineConfig, sep) -> tuple[
     }
     use = cts >= ts[i0]
     for H in ("I", "L"):
-        G = np.interp(cts, ts, _fill_nan(est[f"A_{H}"] - est[f"B_{H}"]))
+        G = np.interp(cts, ts, _fill_nan(est.models[H].A - est.models[H].B))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             mn = margin_to_noise(
                 cts[use], d.V_trials[:, use], gap0, G[use], K, t_range=span, seed=cfg.seed
             )
-        arrays[f"mn_ts_{H}"], arrays[f"mn_ratio_{H}"] = mn.ts, mn.ratio
+        ratio[H] = (mn.ts, mn.ratio)
         numbers[H] = {
             "slope": mn.slope,
             "slope_ci": mn.slope_ci,
@@ -498,12 +483,12 @@ def _margin_noise(Z, lab, K: int, est: dict, cfg: PipelineConfig, sep) -> tuple[
             "warnings": sorted({str(w.message)[:200] for w in caught}),
         }
     # the measured ratio: each trial's smallest class-mean gap over its own spread
-    means = est["xbar_trials"]  # (R, C, K, K)
+    means = est.xbar_trials  # (R, C, K, K)
     gaps = np.min([np.linalg.norm(means[:, :, k] - means[:, :, m], axis=-1)
                    for k in range(K) for m in range(k)], axis=0)  # (R, C)  # fmt: skip
     with np.errstate(divide="ignore", invalid="ignore"):
         direct = np.median(gaps / np.sqrt(d.V_trials), axis=0)  # (C,)
-    arrays["mn_ratio_direct"] = direct
+    diffusion["ratio_direct"] = direct
     t1, t2 = span if span is not None else (cts[0], cts[-1])
     win = (cts >= t1) & (cts <= t2) & np.isfinite(direct) & (direct > 0)
     slope_d = float("nan")
@@ -526,7 +511,7 @@ def _margin_noise(Z, lab, K: int, est: dict, cfg: PipelineConfig, sep) -> tuple[
             if np.count_nonzero(pos) >= 3
             else float("nan")
         )
-    return arrays, numbers
+    return diffusion, ratio, numbers
 
 
 def key_numbers(summary: dict) -> dict[str, Any]:
