@@ -113,3 +113,26 @@ def test_plot_samples_grid_layout():
 def test_cli_rejects_classes_for_geomnist(capsys):
     assert app(["data", "show", "geomnist", "--classes", "0", "1"]) == 2
     assert "--classes" in capsys.readouterr().err
+
+
+def test_dataset_from_arrays_any_shape_and_checks():
+    from lesde.data.dataset import Dataset
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 64))  # vectors, K = 10 from the labels
+    y = np.arange(40) % 10
+    d = Dataset.from_arrays(x, y, x[:20], y[:20])
+    assert d.n_classes == 10 and d.class_names[9] == "class 9" and d.x_train.dtype == np.float32
+    seq = Dataset.from_arrays(rng.normal(size=(6, 5, 7)), np.arange(6) % 2,
+                              rng.normal(size=(2, 5, 7)), np.array([0, 1]), ["a", "b"])  # fmt: skip
+    assert seq.x_val.shape == (2, 5, 7)
+    with pytest.raises(ValueError, match="`y_train` must hold one label per row"):
+        Dataset.from_arrays(x, y[:30], x[:20], y[:20])
+    with pytest.raises(ValueError, match=r"`y_val` labels must be in \[0, 2\)"):
+        Dataset.from_arrays(x[:4], np.array([0, 1, 0, 1]), x[:2], np.array([0, 5]), ["a", "b"])
+    with pytest.raises(ValueError, match="integer labels"):
+        Dataset.from_arrays(x, y.astype(float), x[:20], y[:20])
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        Dataset.from_arrays(np.full_like(x, np.nan), y, x[:20], y[:20])
+    with pytest.raises(ValueError, match="one shape"):
+        Dataset.from_arrays(x, y, x[:20, :10], y[:20])

@@ -12,12 +12,15 @@ __all__ = ["Dataset"]
 
 @dataclass(frozen=True)
 class Dataset:
-    """Train/validation images and labels with their provenance.
+    """Train/validation samples and labels with their provenance.
+
+    Samples may have any shape (vectors, images, sequences): ``x_train`` is (N, ...);
+    the paper's CNN trainer needs (N, C, H, H) images and says so otherwise.
 
     Attributes:
-        x_train: (N, C, H, W) float32 images.
+        x_train: (N, ...) float32 samples (images: (N, C, H, W)).
         y_train: (N,) int64 labels in [0, K).
-        x_val: (N_val, C, H, W) float32.
+        x_val: (N_val, ...) float32, the same sample shape.
         y_val: (N_val,) int64.
         class_names: K names, in label order.
         provenance: name, seed, source and checksums, for the run store (JSON-able).
@@ -58,6 +61,46 @@ class Dataset:
                     f"`{yn}` labels must be in [0, {K}) for {K} class names, "
                     f"got {int(y.min())}..{int(y.max())}"
                 )
+
+    @classmethod
+    def from_arrays(
+        cls,
+        x_train: Any,
+        y_train: Any,
+        x_val: Any,
+        y_val: Any,
+        class_names: Any = None,
+        *,
+        provenance: dict[str, Any] | None = None,
+    ) -> Dataset:
+        """A `Dataset` from one's own arrays (validated; see the class for shapes).
+
+        Args:
+            x_train, x_val: (N, ...) and (N_val, ...) samples, converted to float32.
+            y_train, y_val: (N,) and (N_val,) integer labels in [0, K).
+            class_names: K names; None: ``class 0`` … ``class K−1`` with K the largest
+                label + 1.
+            provenance: what to record about the data (default: ``{"name": "arrays"}``).
+
+        Raises:
+            ValueError: on lengths that disagree, labels out of range or not integers,
+                NaN or infinite samples, fewer than 2 classes (the argument is named).
+        """
+        y_tr, y_va = np.asarray(y_train), np.asarray(y_val)
+        for name, y in (("y_train", y_tr), ("y_val", y_va)):
+            if y.size and y.dtype.kind not in "iu":
+                raise ValueError(f"`{name}` must hold integer labels, got dtype {y.dtype}")
+        if class_names is None:
+            K = int(max(y_tr.max(initial=0), y_va.max(initial=0))) + 1
+            class_names = tuple(f"class {k}" for k in range(K))
+        return cls(
+            x_train=np.asarray(x_train, dtype=np.float32),
+            y_train=y_tr.astype(np.int64),
+            x_val=np.asarray(x_val, dtype=np.float32),
+            y_val=y_va.astype(np.int64),
+            class_names=tuple(str(c) for c in class_names),
+            provenance=dict(provenance or {"name": "arrays"}),
+        )
 
     @property
     def n_classes(self) -> int:

@@ -165,24 +165,11 @@ def load_data(name: str, options: Mapping[str, Any] | None = None) -> Dataset:
                 f"--data {path}: missing {', '.join(missing)} (an .npz needs x_train, "
                 f"y_train, x_val, y_val and optionally class_names); found {sorted(arrays)}"
             )
-        y_tr, y_va = arrays["y_train"], arrays["y_val"]
-        for k in ("y_train", "y_val"):
-            if arrays[k].dtype.kind not in "iu":
-                raise ValueError(f"--data {path}: `{k}` must be integers, got {arrays[k].dtype}")
-        if "class_names" in arrays:
-            names = tuple(str(c) for c in arrays["class_names"])
-        else:  # default names for the classes the labels use
-            K = int(max(y_tr.max(initial=0), y_va.max(initial=0))) + 1
-            names = tuple(f"class {k}" for k in range(K))
         try:
-            return Dataset(
-                x_train=arrays["x_train"].astype(np.float32),
-                y_train=y_tr.astype(np.int64),
-                x_val=arrays["x_val"].astype(np.float32),
-                y_val=y_va.astype(np.int64),
-                class_names=names,
-                provenance={"name": "npz", "path": str(path.resolve())},
-            )
+            return Dataset.from_arrays(
+                arrays["x_train"], arrays["y_train"], arrays["x_val"], arrays["y_val"],
+                arrays.get("class_names"), provenance={"name": "npz", "path": str(path.resolve())},
+            )  # fmt: skip
         except ValueError as err:
             raise ValueError(f"--data {path}: {err}") from err
     return load(name, **options)

@@ -498,7 +498,10 @@ def _prepare(data: Dataset, cfg: TrainConfig) -> _Prepared:
         raise TypeError(f"`cfg` must be a TrainConfig, got {type(cfg).__name__}")
     x_tr = np.asarray(data.x_train)
     if x_tr.ndim != 4 or x_tr.shape[2] != x_tr.shape[3]:
-        raise ValueError(f"`data.x_train` must be (N, C, H, H), got {x_tr.shape}")
+        raise ValueError(
+            f"`data.x_train`: the paper's CNN trains on (N, C, H, H) images, got samples of "
+            f"shape {x_tr.shape}"
+        )
     K = data.n_classes
     y_clean = np.asarray(data.y_train, dtype=np.int64)
     if y_clean.min() < 0 or y_clean.max() >= K:
