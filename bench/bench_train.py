@@ -78,16 +78,50 @@ def plain_loop(data: Dataset, steps: int) -> float:
     return steps / (time.perf_counter() - t)
 
 
-def ensemble(data: Dataset, trials: int, steps: int, ck_every: int, **kw) -> float:
+def ensemble(data: Dataset, trials: int, steps: int, ck_every: int, model=None, **kw) -> float:
     """Trial-steps/s of train_ensemble with recording, warm (a short run first)."""
     base = dict(n_trials=trials, probe_per_class=16, schedule="linear", chunk_steps=100)
-    train_ensemble(data, TrainConfig(n_steps=20, n_checkpoints=2, **base, **kw))  # warm-up
+    warm = TrainConfig(n_steps=20, n_checkpoints=2, **base, **kw)
+    train_ensemble(data, warm, model=model)  # warm-up
     cfg = TrainConfig(
         n_steps=steps, n_checkpoints=max(2, steps // ck_every), le_steps=(steps // 2,), **base, **kw
     )
     t = time.perf_counter()
-    train_ensemble(data, cfg)
+    train_ensemble(data, cfg, model=model)
     return trials * steps / (time.perf_counter() - t)
+
+
+def paper_cnn() -> torch.nn.Module:
+    """The paper's CNN as an nn.Module, for the "func" backend."""
+    return CNN(CNNSpec(1, 3))
+
+
+def make_mlp() -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.Tanh(), torch.nn.Linear(128, 10))
+
+
+def digits_like(n: int = 60, seed: int = 0) -> Dataset:
+    """10 classes of 64-dim vectors (the size of scikit-learn's 8x8 digits)."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(10), n)
+    x = rng.normal(size=(10, 64))[y] + 0.5 * rng.normal(size=(y.size, 64))
+    return Dataset.from_arrays(x, y, x[::4], y[::4])
+
+
+def plain_mlp_loop(data: Dataset, steps: int) -> float:
+    """Steps/s of one MLP trained by optim.SGD, batch size 1."""
+    net = make_mlp()
+    opt = torch.optim.SGD(net.parameters(), lr=0.005)
+    X, Y = torch.as_tensor(data.x_train), torch.as_tensor(data.y_train)
+    idx = np.random.default_rng(0).integers(0, Y.numel(), steps + 20)
+    t = 0.0
+    for m in range(steps + 20):
+        if m == 20:
+            t = time.perf_counter()
+        opt.zero_grad()
+        F.cross_entropy(net(X[idx[m] : idx[m] + 1]), Y[idx[m] : idx[m] + 1]).backward()
+        opt.step()
+    return steps / (time.perf_counter() - t)
 
 
 def engine_only(data: Dataset, trials: int, steps: int, groups: int) -> float:
@@ -138,6 +172,12 @@ def main() -> None:
     variants = [
         ("plain loop nn.Module+SGD", 1, "float32", lambda: plain_loop(data, 300)),
         ("ensemble, recording", R, "float32", lambda: ensemble(data, R, S, args.ck_every)),
+        ("func backend (paper CNN), recording", R, "float32",
+         lambda: ensemble(data, R, S, args.ck_every, model=paper_cnn, backend="func")),
+        ("plain loop, MLP on 10-class vectors", 1, "float32",
+         lambda: plain_mlp_loop(digits_like(), 300)),
+        ("func backend, MLP on 10-class vectors", R, "float32",
+         lambda: ensemble(digits_like(), R, S, args.ck_every, model=make_mlp, backend="func")),
         ("ensemble, recording, float64", R, "float64",
          lambda: ensemble(data, R, S, args.ck_every, dtype="float64")),
         ("ensemble, recording, 1 block", R, "float32",

@@ -43,6 +43,7 @@ LAYERS: list[list[str]] = [
         "lesde.experiments.cifar",
         "lesde.experiments.digits",
         "lesde.sweep",
+        "lesde.experiments.analyse",
     ],  # fmt: skip
     ["lesde.commands", "lesde.cli"],
 ]

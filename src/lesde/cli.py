@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "figures": ("lesde.commands.figures", "draw the paper's figures for a run"),
     "report": ("lesde.commands.report", "write a self-contained HTML report for a run"),
     "sweep": ("lesde.commands.sweep", "run an experiment grid, locally or on Ray"),
+    "analyse": ("lesde.commands.analyse", "estimate, simulate, analyse and report any record"),
 }
 
 

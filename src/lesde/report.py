@@ -255,7 +255,7 @@ def write_report(run_dir: Path | str, *, out: Path | str | None = None) -> Path:
         "NeurIPS 2021).</p>",
     ]
     learning = summary.get("analyse", {}).get("learning", {})
-    if learning and not learning.get("learned", True):
+    if learning and learning.get("learned") is False:
         parts.append(
             "<p id='did-not-learn' style='background:#fde8e8;border:2px solid #a11;"
             "padding:.8em;font-weight:600'>This run did not learn: "

@@ -331,7 +331,7 @@ def open_record(train_dir: Path):
     import xarray as xr
 
     train_dir = Path(train_dir)
-    if (train_dir / "synthetic.json").exists():
+    if (train_dir / "synthetic.json").exists() or (train_dir / "imported.json").exists():
         return xr.open_zarr(train_dir / "record.zarr", consolidated=False).load()
     from lesde.store import open_run
 

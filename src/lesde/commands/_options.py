@@ -21,6 +21,7 @@ __all__ = [
     "seed",
     "fraction",
     "positive_float",
+    "nonneg_float",
     "out_dir",
     "out_file",
     "existing_dir",
@@ -91,6 +92,14 @@ def positive_float(text: str) -> float:
     v = _float(text)
     if v <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {v:g}")
+    return v
+
+
+def nonneg_float(text: str) -> float:
+    """A finite number >= 0."""
+    v = _float(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v:g}")
     return v
 
 

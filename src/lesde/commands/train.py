@@ -22,6 +22,7 @@ from lesde.commands._options import (
     add_overwrite,
     existing_dir,
     fraction,
+    nonneg_float,
     nonneg_int,
     out_dir,
     positive_float,
@@ -32,6 +33,20 @@ from lesde.commands._options import (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="geomnist", help="dataset name or .npz file")
+    parser.add_argument(
+        "--model",
+        default=None,
+        metavar="MODULE:FUNCTION",
+        help="train any nn.Module: 'package.module:function' or 'file.py:function' returning "
+        "one network (backend 'func'); default: the paper's CNN (backend 'cnn')",
+    )
+    parser.add_argument("--momentum", type=nonneg_float, default=0.0,
+                        help="SGD momentum (--model only; paper: 0)")  # fmt: skip
+    parser.add_argument("--weight-decay", type=nonneg_float, default=0.0,
+                        help="SGD weight decay (--model only; paper: 0)")  # fmt: skip
+    parser.add_argument("--feature-module", default=None, metavar="NAME",
+                        help="submodule whose output is recorded as the probes' features "
+                        "(--model with --record-features)")  # fmt: skip
     parser.add_argument("--trials", type=positive_int, default=100, help="independent networks")
     parser.add_argument("--steps", type=positive_int, default=10_000, help="SGD steps per trial")
     parser.add_argument("--seed", type=seed, default=0, help="root seed (data, init, samples)")
@@ -193,7 +208,16 @@ def main(args: argparse.Namespace) -> int:
             p_err=args.p_err,
             n_val=args.n_val,
             chunk_steps=args.chunk_steps,
+            backend="func" if args.model else "cnn",
+            momentum=args.momentum,
+            weight_decay=args.weight_decay,
+            feature_module=args.feature_module,
+            model=args.model,
         )
+        if args.model:
+            from lesde.train.backends import resolve_model
+
+            resolve_model(args.model)  # an import error is reported before any work
         data = args.data
         options: dict = {"seed": args.seed}
         if args.n_per_class is not None:

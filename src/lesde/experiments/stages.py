@@ -325,11 +325,16 @@ def stage_analyse(ds, rec: dict, est: Estimates, cfg: PipelineConfig) -> tuple[A
         etf_mean_path = np.asarray(etf_deviation(means.mean(axis=0)))  # (C,)
     nc = [neural_collapse(Z[r, -1], lab) for r in range(R)]
     le_arrays: dict[str, np.ndarray] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a record without validation: NaN
+        val = {
+            "val_acc_final": float(np.nanmean(rec["val_acc"][:, -1])),
+            "val_acc_final_sd": float(np.nanstd(rec["val_acc"][:, -1])),
+            "val_loss_final": float(np.nanmean(rec["val_loss"][:, -1])),
+            "val_loss_initial": float(np.nanmean(rec["val_loss"][:, 0])),
+        }
     numbers: dict[str, Any] = {
-        "val_acc_final": float(np.nanmean(rec["val_acc"][:, -1])),
-        "val_acc_final_sd": float(np.nanstd(rec["val_acc"][:, -1])),
-        "val_loss_final": float(np.nanmean(rec["val_loss"][:, -1])),
-        "val_loss_initial": float(np.nanmean(rec["val_loss"][:, 0])),
+        **val,
         "separable_fraction_final": float(sep.mean()),
         "separable_fraction_initial": float(sep0.mean()),
         "etf_deviation_final": float(np.nanmedian(etf_trials[:, -1])),
@@ -420,7 +425,11 @@ def learning_check(val_acc: Any, val_loss: Any, n_classes: int) -> dict[str, Any
     loss = np.asarray(val_loss, dtype=float)
     chance = 1.0 / n_classes
     acc = acc[np.isfinite(acc)]
-    mean = float(acc.mean()) if acc.size else float("nan")
+    if acc.size == 0:  # a record without validation metrics (e.g. imported logits)
+        return {"learned": None, "val_acc_final": float("nan"), "chance": chance,
+                "margin": float("nan"), "loss_ratio": float("nan"),
+                "why": "no validation metrics in the record"}  # fmt: skip
+    mean = float(acc.mean())
     se = float(acc.std(ddof=1) / np.sqrt(acc.size)) if acc.size > 1 else 0.0
     margin = max(3 * se, 0.05)
     with warnings.catch_warnings():
@@ -565,7 +574,7 @@ def verdict_notes(summary: dict) -> list[str]:
     frac = ana.get("separable_fraction_final")
     notes: list[str] = []
     learning = ana.get("learning", {})
-    if learning and not learning.get("learned", True):
+    if learning and learning.get("learned") is False:
         notes.append(
             f"WARNING: this run did not learn ({learning['why']}): the separation verdicts "
             "and tail indices below describe networks near their initialisation and are "

@@ -108,6 +108,16 @@ class TrainConfig:
         n_val: validation samples used for val_loss/val_acc (a fixed random subset);
             None: all.
         chunk_steps: steps per written chunk; also the resume granularity.
+        backend: ``"cnn"`` (the hand-written engine of the paper's CNN, the default) or
+            ``"func"`` (any ``nn.Module`` from the ``model`` factory given to
+            `train_ensemble`, vectorised with ``torch.func``; `lesde.train.backends`).
+        momentum, weight_decay: SGD options of the ``"func"`` backend (torch.optim.SGD
+            semantics); the paper's plain SGD is 0, 0 (the ``"cnn"`` engine has only that).
+        feature_module: ``"func"``: the submodule whose output is recorded as the
+            probes' features (``record_features``).
+        model: ``"func"``: where the model factory comes from, ``"package.module:fn"``
+            or ``"file.py:fn"``; stored so that a resumed run rebuilds it (None: the
+            factory must be passed again to resume).
         n_groups: blocks of trials advanced in parallel threads (one intra-op thread
             each; ``torch.set_num_threads(1)`` holds while training and is restored
             after); None: one per torch CPU thread (1 on CUDA). Results can differ in
@@ -133,6 +143,16 @@ class TrainConfig:
     n_val: int | None = None
     chunk_steps: int = 500
     n_groups: int | None = None
+    backend: str = "cnn"
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    feature_module: str | None = None
+    model: str | None = None
+
+    # options added after records existed: left out of config.json at their defaults, so
+    # a run directory written before them still matches the same configuration
+    _LATER = {"backend": "cnn", "momentum": 0.0, "weight_decay": 0.0, "feature_module": None,
+              "model": None}  # fmt: skip
 
     def __post_init__(self) -> None:
         for name in ("n_trials", "n_steps", "batch_size", "n_checkpoints", "chunk_steps"):
@@ -165,6 +185,16 @@ class TrainConfig:
             raise ValueError(f"`n_groups` must be None or >= 1, got {self.n_groups!r}")
         if self.n_val is not None and self.n_val < 1:
             raise ValueError(f"`n_val` must be None or >= 1, got {self.n_val!r}")
+        if self.backend not in ("cnn", "func"):
+            raise ValueError(f"`backend` must be 'cnn' or 'func', got {self.backend!r}")
+        for name in ("momentum", "weight_decay"):
+            v = getattr(self, name)
+            if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"`{name}` must be a finite float >= 0, got {v!r}")
+            if v and self.backend == "cnn":
+                raise ValueError(f"`{name}`: the 'cnn' engine is plain SGD; use backend='func'")
+        if self.record_features and self.backend == "func" and self.feature_module is None:
+            raise ValueError("`record_features` with backend='func' needs `feature_module`")
         le = tuple(sorted({int(m) for m in self.le_steps}))
         if le and (le[0] < 1 or le[-1] > self.n_steps):
             raise ValueError(f"`le_steps` must lie in [1, {self.n_steps}], got {self.le_steps!r}")
@@ -177,6 +207,9 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         d["widths"] = list(self.widths)
         d["le_steps"] = list(self.le_steps)
+        for k, default in self._LATER.items():
+            if d[k] == default:
+                del d[k]
         return d
 
     @classmethod
@@ -320,6 +353,16 @@ class EnsembleCNN:
             self.b5,
         ]
         return {n: v.reshape(R, *shapes[n]) for n, v in zip(PARAM_NAMES, flat, strict=True)}
+
+    def batch(self, x_train: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """The step input: trial r's B images in channels [r·C, (r+1)·C), (B, R·C, H, W).
+
+        Args:
+            x_train: (N, C, H, W). idx: (R, B) sample indices of the block's trials.
+        """
+        R, B = idx.shape
+        C, H = self.spec.in_channels, self.spec.image_size
+        return x_train[idx.T.reshape(-1)].view(B, R * C, H, H)
 
     def trial_params(self, r: int) -> dict[str, torch.Tensor]:
         """Copies of trial r's parameters."""
@@ -473,7 +516,7 @@ class EnsembleCNN:
 
 @dataclass
 class _Prepared:
-    spec: CNNSpec
+    spec: CNNSpec | None
     device: torch.device
     dtype: torch.dtype
     y_train: np.ndarray  # as trained on
@@ -489,15 +532,23 @@ class _Prepared:
     layout: dict
     coords: dict
     attrs: dict
+    n_classes: int = 0
+    n_features: int = 0
 
 
-def _prepare(data: Dataset, cfg: TrainConfig) -> _Prepared:
+def _prepare(data: Dataset, cfg: TrainConfig, model: Callable | None = None) -> _Prepared:
     if not isinstance(data, Dataset):
         raise TypeError(f"`data` must be a lesde Dataset, got {type(data).__name__}")
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"`cfg` must be a TrainConfig, got {type(cfg).__name__}")
     x_tr = np.asarray(data.x_train)
-    if x_tr.ndim != 4 or x_tr.shape[2] != x_tr.shape[3]:
+    if cfg.backend == "func":
+        if not callable(model):
+            raise ValueError(
+                "`model`: backend='func' trains the network that `model()` builds; pass a "
+                "factory (train_ensemble(..., model=make_net) or lesde train --model)"
+            )
+    elif x_tr.ndim != 4 or x_tr.shape[2] != x_tr.shape[3]:
         raise ValueError(
             f"`data.x_train`: the paper's CNN trains on (N, C, H, H) images, got samples of "
             f"shape {x_tr.shape}"
@@ -526,13 +577,39 @@ def _prepare(data: Dataset, cfg: TrainConfig) -> _Prepared:
         cseed = int(_seed_seq(cfg.seed, 3).generate_state(1)[0])
         y_new = corrupt_labels(y_clean, cfg.p_err, seed=cseed, n_classes=K)[0]
         y_train = np.asarray(y_new, dtype=np.int64)
-    spec = CNNSpec(
-        in_channels=int(x_tr.shape[1]),
-        n_classes=K,
-        widths=cfg.widths,
-        image_size=int(x_tr.shape[2]),
-    )
     device, dtype = resolve_device(cfg.device), _DTYPES[cfg.dtype]
+    spec = None
+    if cfg.backend == "cnn":
+        spec = CNNSpec(
+            in_channels=int(x_tr.shape[1]),
+            n_classes=K,
+            widths=cfg.widths,
+            image_size=int(x_tr.shape[2]),
+        )
+        n_features = spec.n_features
+    else:
+        from lesde.train.backends import check_model
+
+        net = model()
+        if not isinstance(net, torch.nn.Module):
+            raise TypeError(f"`model` must return an nn.Module, got {type(net).__name__}")
+        net = net.to(dtype=dtype)
+        sample = torch.as_tensor(x_tr[:2]).to(dtype)
+        check_model(net, n_classes=K, sample=sample)
+        n_features = 0
+        if cfg.feature_module is not None:
+            try:
+                sub = net.get_submodule(cfg.feature_module)
+            except AttributeError as err:
+                raise ValueError(
+                    f"`feature_module`: the model has no submodule {cfg.feature_module!r}"
+                ) from err
+            got: list = []
+            h = sub.register_forward_hook(lambda _m, _i, o: got.append(o.flatten(1).shape[1]))
+            with torch.no_grad():
+                net(sample)
+            h.remove()
+            n_features = int(got[0])
     x_val, y_val = np.asarray(data.x_val), np.asarray(data.y_val, dtype=np.int64)
     probes = choose_probes(
         y_train,
@@ -561,7 +638,7 @@ def _prepare(data: Dataset, cfg: TrainConfig) -> _Prepared:
         n_probes=P,
         n_checkpoints=ck.size,
         n_le=len(cfg.le_steps),
-        n_features=spec.n_features if cfg.record_features else None,
+        n_features=n_features if cfg.record_features else None,
         chunk_steps=cfg.chunk_steps,
         float_dtype=cfg.dtype,
     )
@@ -592,6 +669,8 @@ def _prepare(data: Dataset, cfg: TrainConfig) -> _Prepared:
     }
     kw = {"device": device, "dtype": dtype}
     return _Prepared(
+        n_classes=K,
+        n_features=n_features,
         spec=spec,
         device=device,
         dtype=dtype,
@@ -678,8 +757,14 @@ def train_ensemble(
     _n_groups: int | None = None,
     data_config: dict[str, Any] | None = None,
     progress: Callable[[int], None] | None = None,
+    model: Callable[[], Any] | None = None,
 ):
-    """Train ``cfg.n_trials`` CNNs on ``data`` by SGD and record their dynamics.
+    """Train ``cfg.n_trials`` networks on ``data`` by SGD and record their dynamics.
+
+    With ``cfg.backend="cnn"`` (default) the networks are the paper's CNN, advanced by
+    the hand-written engine; with ``"func"`` they are whatever ``model()`` builds (any
+    ``nn.Module`` whose output is (B, K) logits), trial r initialised by ``model()``
+    under its own seed, vectorised with ``torch.func`` (`lesde.train.backends`).
 
     Args:
         data: the dataset (`lesde.data.load`); label corruption (``cfg.p_err``) is
@@ -691,6 +776,7 @@ def train_ensemble(
         data_config: JSON-able description of ``data`` saved in ``config.json`` (the
             CLI uses it to rebuild the data on resume).
         progress: called with the number of steps just done (per trial), every few steps.
+        model: ``backend="func"``: a no-argument factory of one network.
 
     Returns:
         ``xarray.Dataset`` of the record (`lesde.store` lists its variables). With
@@ -700,7 +786,11 @@ def train_ensemble(
         TrainingDiverged: a loss became non-finite; the data so far are kept and the
             run is marked diverged.
     """
-    prep = _prepare(data, cfg)
+    if model is None and cfg.backend == "func" and cfg.model is not None:
+        from lesde.train.backends import resolve_model
+
+        model = resolve_model(cfg.model)
+    prep = _prepare(data, cfg, model)
     config = {"train": cfg.to_json(), "data": dict(data_config or {})}
     if out is None:
         if resume:
@@ -732,16 +822,31 @@ def train_ensemble(
             n_groups = int(writer.meta.get("n_groups", n_groups))  # same split: bitwise resume
         else:
             writer.update_meta(n_groups=n_groups)
-    init = [initial_params(cfg, prep.spec, r) for r in range(R)]
+    if cfg.backend == "cnn":
+        init = [initial_params(cfg, prep.spec, r) for r in range(R)]
+    else:
+        from lesde.train.backends import func_initial_params
+
+        # trial r's initialisation under spawn key (0, r), as the cnn engine's
+        init = [func_initial_params(model, _seed_seq(cfg.seed, 0, r).generate_state(2, np.uint32),
+                                    prep.dtype) for r in range(R)]  # fmt: skip
     start = 0
     if writer is not None and resume:
         state, start = writer.load_state()
         if state:
-            init = [{n: state[n][r] for n in PARAM_NAMES} for r in range(R)]
-    groups = [
-        _Group(EnsembleCNN(prep.spec, init[lo:hi], device=prep.device, dtype=prep.dtype), lo, hi)
-        for lo, hi in _split(R, n_groups)
-    ]
+            init = [{n: state[n][r] for n in state} for r in range(R)]
+
+    def engine(params: list[dict[str, torch.Tensor]]):
+        if cfg.backend == "cnn":
+            return EnsembleCNN(prep.spec, params, device=prep.device, dtype=prep.dtype)
+        from lesde.train.backends import FuncEnsemble
+
+        return FuncEnsemble(
+            model, params, device=prep.device, dtype=prep.dtype, momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay, feature_module=cfg.feature_module,
+        )  # fmt: skip
+
+    groups = [_Group(engine(init[lo:hi]), lo, hi) for lo, hi in _split(R, n_groups)]
     t0 = time.perf_counter()
     threads = torch.get_num_threads()
     if len(groups) > 1:
@@ -809,8 +914,7 @@ def _run_chunk(
         "le": {step: (before, after)}} (arrays on the CPU for the evaluations).
     """
     eng, Rg = g.eng, g.hi - g.lo
-    B, K = cfg.batch_size, prep.spec.n_classes
-    C_in, H = prep.spec.in_channels, prep.spec.image_size
+    B, K = cfg.batch_size, prep.n_classes
     L = s1 - s0
     ck = set(prep.ck_steps.tolist())
     le = set(cfg.le_steps)
@@ -823,7 +927,7 @@ def _run_chunk(
         m = s0 + i + 1  # this update makes step m
         if m - 1 in ck:
             out["ck"][m - 1] = _evaluate(eng, prep)
-        x = prep.x_train[idx[:, i].T.reshape(-1)].view(B, Rg * C_in, H, H)
+        x = eng.batch(prep.x_train, idx[:, i])
         if m in le:
             before = eng.forward_shared(prep.x_probe)[0].cpu().numpy()
         z, loss = eng.step(x, y_all[:, i], cfg.lr)
@@ -858,7 +962,7 @@ def _loop(
     from lesde.estimate.direct import direct_local_elasticity
 
     R, S, cs, B = cfg.n_trials, cfg.n_steps, cfg.chunk_steps, cfg.batch_size
-    K = prep.spec.n_classes
+    K = prep.n_classes
     ck_index = {int(s): i for i, s in enumerate(prep.ck_steps)}
     le_index = {m: j for j, m in enumerate(cfg.le_steps)}
     batch_dim = () if B == 1 else (slice(None),)
@@ -948,6 +1052,7 @@ def run_training(
     data: str = "geomnist",
     data_options: dict[str, Any] | None = None,
     progress: Callable[[int], None] | None = None,
+    model: Callable[[], Any] | None = None,
 ):
     """Train into the run directory ``out``, resuming it if it is unfinished.
 
@@ -1002,18 +1107,19 @@ def run_training(
             ds = load_data(dcfg["name"], dcfg.get("options"))
             return train_ensemble(ds, TrainConfig.from_json(saved["train"]), out=out,
                                   data_config=dcfg, progress=progress,
-                                  _n_groups=old.get("n_groups"))  # fmt: skip
+                                  _n_groups=old.get("n_groups"), model=model)  # fmt: skip
     if status == "running":
         saved = read_json(out / "config.json")
         cfg = TrainConfig.from_json(saved["train"])
         dcfg = saved["data"]
         ds = load_data(dcfg["name"], dcfg.get("options"))
-        return train_ensemble(ds, cfg, out=out, resume=True, data_config=dcfg, progress=progress)
+        return train_ensemble(ds, cfg, out=out, resume=True, data_config=dcfg, progress=progress,
+                              model=model)  # fmt: skip
     if cfg is None:
         raise ValueError(f"`cfg` is required to start a new run in {out}")
     dcfg = {"name": str(data), "options": dict(data_options or {})}
     ds = load_data(data, data_options)
-    return train_ensemble(ds, cfg, out=out, data_config=dcfg, progress=progress)
+    return train_ensemble(ds, cfg, out=out, data_config=dcfg, progress=progress, model=model)
 
 
 def _clear_unstarted(out: Path) -> None:

@@ -1,0 +1,237 @@
+"""Training backends: what advances a block of trials, one SGD step each on its own samples.
+
+The loop of `lesde.train.ensemble` (chunks, thread blocks, recording, resume,
+divergence) drives any object with this protocol:
+
+- ``R``: the number of trials in the block;
+- ``batch(x_train, idx)``: the step input from the training tensor and the block's
+  sample indices ``idx`` (R, B);
+- ``step(x, y, lr)``: one SGD update of every trial; returns the logits (R, B, K) before
+  the update and the per-sample losses (R, B);
+- ``forward_shared(x)``: every trial's logits (R, N, K) and features (R, N, F) on the
+  same samples (F = 0 when none are recorded);
+- ``state()`` / ``load_state(stacked)``: {name: (R, ...)} tensors, all a resumed run
+  needs to continue bitwise.
+
+Two backends: ``"cnn"``, the hand-written engine of the paper's CNN
+(`lesde.train.ensemble.EnsembleCNN`), and ``"func"`` (`FuncEnsemble`), any
+``nn.Module`` vectorised over trials with ``torch.func`` (``functional_call``, ``vmap``,
+``grad``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["FuncEnsemble", "func_initial_params", "resolve_model", "check_model"]
+
+_MOMENTUM = "__momentum__."  # state-dict prefix of the momentum buffers
+
+
+def resolve_model(spec: str) -> Callable[[], nn.Module]:
+    """The model factory named by ``"package.module:function"`` or ``"file.py:function"``.
+
+    Raises:
+        ValueError: the string has no ``:function`` part.
+        ImportError: the module or file cannot be imported, or has no such function.
+    """
+    if not isinstance(spec, str) or ":" not in spec:
+        raise ValueError(f"--model must be 'package.module:function' or 'file.py:function', "
+                         f"got {spec!r}")  # fmt: skip
+    where, name = spec.rsplit(":", 1)
+    if where.endswith(".py"):
+        path = Path(where)
+        if not path.is_file():
+            raise ImportError(f"--model {spec}: no such file {path}")
+        mod_spec = importlib.util.spec_from_file_location(f"lesde_user_model_{path.stem}", path)
+        module = importlib.util.module_from_spec(mod_spec)
+        try:
+            mod_spec.loader.exec_module(module)
+        except Exception as err:  # noqa: BLE001 - the user's code: report, whatever it raised
+            raise ImportError(f"--model {spec}: importing {path} failed: {err}") from err
+    else:
+        try:
+            module = importlib.import_module(where)
+        except ImportError as err:
+            raise ImportError(f"--model {spec}: cannot import {where!r} ({err})") from err
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise ImportError(f"--model {spec}: {where} has no function {name!r}")
+    return fn
+
+
+def check_model(net: nn.Module, *, n_classes: int, sample: torch.Tensor) -> None:
+    """Refuse what batch-1 SGD over trials cannot honour, naming the module.
+
+    BatchNorm has no batch statistics at batch size 1 and keeps running statistics as
+    hidden state; dropout draws outside the run's seeds. Both are refused (use GroupNorm
+    / LayerNorm, and p = 0). The output must be (B, K) logits with K = the data's classes.
+    """
+    for name, m in net.named_modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            raise ValueError(
+                f"`model`: module {name!r} ({type(m).__name__}) is not supported by the func "
+                "backend: batch-1 SGD has no batch statistics; use GroupNorm or LayerNorm"
+            )
+        if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0:
+            raise ValueError(
+                f"`model`: module {name!r} ({type(m).__name__}, p={m.p}) is not supported: "
+                "dropout draws outside the run's seeds; set p=0"
+            )
+    with torch.no_grad():
+        out = net(sample)
+    if not isinstance(out, torch.Tensor) or out.shape != (sample.shape[0], n_classes):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(
+            f"`model`: the output must be (B, K) logits with K = {n_classes} classes of the "
+            f"data, got {shape} for a batch of {sample.shape[0]}"
+        )
+
+
+def func_initial_params(
+    make_net: Callable[[], nn.Module], seed_state: np.ndarray, dtype: torch.dtype
+) -> dict[str, torch.Tensor]:
+    """One trial's initial parameters and buffers: ``make_net()`` under its own seed.
+
+    The global torch RNG is forked, seeded from ``seed_state`` (the trial's SeedSequence
+    words) and restored, so the user's initialisation code runs unchanged and nothing
+    else is disturbed.
+    """
+    seed = int(seed_state[0]) << 31 | int(seed_state[1]) >> 1
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = make_net()
+    if not isinstance(net, nn.Module):
+        raise TypeError(f"`model` must return an nn.Module, got {type(net).__name__}")
+    return {k: v.detach().to(dtype).clone() for k, v in net.state_dict().items()}
+
+
+class FuncEnsemble:
+    """R copies of any ``nn.Module`` trained by SGD in lockstep with ``torch.func``.
+
+    Semantics are those of ``torch.optim.SGD(lr, momentum, weight_decay)`` applied to each
+    trial's mean cross-entropy over its B samples (dampening 0, no Nesterov).
+
+    Args:
+        make_net: builds one network (the template; its own weights are not used).
+        params: one ``state_dict`` per trial (`func_initial_params`).
+        device, dtype: where and how the stacked parameters live.
+        momentum, weight_decay: SGD options (0 = plain SGD as in the paper).
+        feature_module: name of a submodule whose output is recorded as the features.
+    """
+
+    def __init__(
+        self,
+        make_net: Callable[[], nn.Module],
+        params: list[dict[str, torch.Tensor]],
+        *,
+        device: torch.device,
+        dtype: torch.dtype,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        feature_module: str | None = None,
+    ) -> None:
+        from torch.func import functional_call, grad, vmap
+
+        self.R = len(params)
+        self.device, self.dtype = device, dtype
+        self.base = make_net().to(device=device, dtype=dtype)
+        self.param_names = [n for n, _ in self.base.named_parameters()]
+        self.buffer_names = [n for n, _ in self.base.named_buffers()]
+        self.momentum, self.weight_decay = float(momentum), float(weight_decay)
+        self.feature_module = feature_module
+        if feature_module is not None:
+            try:
+                self.base.get_submodule(feature_module)
+            except AttributeError as err:
+                raise ValueError(
+                    f"`feature_module`: the model has no submodule {feature_module!r}"
+                ) from err
+        self.buf: dict[str, torch.Tensor] | None = None
+        stacked = {k: torch.stack([p[k] for p in params]) for k in params[0]}
+        self.load_state(stacked)
+
+        def loss_fn(p, b, x, y):
+            logits = functional_call(self.base, (p, b), (x,))
+            each = F.cross_entropy(logits, y, reduction="none")
+            return each.mean(), (logits, each)
+
+        self._grad = vmap(grad(loss_fn, has_aux=True))
+        self._logits = vmap(lambda p, b, x: functional_call(self.base, (p, b), (x,)),
+                            in_dims=(0, 0, None))  # fmt: skip
+
+    # ------------------------------------------------------------------ state
+    def load_state(self, stacked: dict[str, torch.Tensor]) -> None:
+        kw = {"device": self.device, "dtype": self.dtype}
+        self.p = {n: stacked[n].to(**kw).contiguous() for n in self.param_names}
+        self.b = {n: stacked[n].to(device=self.device).contiguous() for n in self.buffer_names}
+        mom = {n[len(_MOMENTUM) :]: v for n, v in stacked.items() if n.startswith(_MOMENTUM)}
+        self.buf = {n: v.to(**kw).contiguous() for n, v in mom.items()} if mom else None
+
+    def state(self) -> dict[str, torch.Tensor]:
+        out = {**self.p, **self.b}
+        if self.buf is not None:
+            out.update({_MOMENTUM + n: v for n, v in self.buf.items()})
+        return out
+
+    # ------------------------------------------------------------------ steps
+    def batch(self, x_train: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """(R, B, *sample shape) inputs of the block's trials."""
+        return x_train[idx]
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, lr: float):
+        """One SGD step of every trial on its own samples.
+
+        Args:
+            x: (R, B, ...) inputs. y: (R, B) labels. lr: step size.
+
+        Returns:
+            logits (R, B, K) before the update and per-sample losses (R, B).
+        """
+        g, (logits, each) = self._grad(self.p, self.b, x, y)
+        with torch.no_grad():
+            if self.momentum and self.buf is None:
+                self.buf = {}
+            for n in self.param_names:
+                d = g[n]
+                if self.weight_decay:
+                    d = d.add(self.p[n], alpha=self.weight_decay)
+                if self.momentum:
+                    if n not in self.buf:  # torch.optim.SGD: the first buffer is the gradient
+                        self.buf[n] = d.clone()
+                    else:
+                        self.buf[n].mul_(self.momentum).add_(d)
+                    d = self.buf[n]
+                self.p[n].sub_(d, alpha=lr)
+        return logits.detach(), each.detach()
+
+    @torch.no_grad()
+    def forward_shared(self, x: torch.Tensor, *, max_samples: int = 4096):
+        """Logits (R, N, K) and features (R, N, F; F = 0 without a feature module)."""
+        logits = torch.cat(
+            [self._logits(self.p, self.b, x[s : s + max_samples])
+             for s in range(0, x.shape[0], max_samples)], dim=1,
+        )  # fmt: skip
+        if self.feature_module is None:
+            return logits, logits.new_zeros((self.R, x.shape[0], 0))
+        from torch.func import functional_call
+
+        sub = self.base.get_submodule(self.feature_module)
+        feats: list[torch.Tensor] = []
+        hook = sub.register_forward_hook(lambda _m, _i, out: feats.append(out.flatten(1)))
+        try:
+            for r in range(self.R):  # at checkpoints only: a loop over trials is cheap
+                p = {n: v[r] for n, v in self.p.items()}
+                b = {n: v[r] for n, v in self.b.items()}
+                functional_call(self.base, (p, b), (x,))
+        finally:
+            hook.remove()
+        return logits, torch.stack(feats)
