@@ -58,6 +58,7 @@ _EXPORTS: dict[str, str] = {
     "TrainConfig": "lesde.train.ensemble",
     "train_ensemble": "lesde.train.ensemble",
     "run_training": "lesde.train.ensemble",
+    "Recorder": "lesde.train.own_loop",
     # run store, experiments, figures, report
     "open_run": "lesde.store",
     "IncompleteRunError": "lesde.store",
