@@ -8,8 +8,8 @@ from torch import nn
 
 
 def digits_mlp() -> nn.Module:
-    """An MLP for scikit-learn's 8×8 digits as 64-vectors, all 10 classes."""
-    return nn.Sequential(nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 10))
+    """An MLP for scikit-learn's digits as `lesde` loads them (1×32×32), all 10 classes."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(1024, 64), nn.Tanh(), nn.Linear(64, 10))
 
 
 class _Block(nn.Module):

@@ -19,20 +19,29 @@ __all__ = ["separation_threshold", "ratio_level"]
 
 @lru_cache(maxsize=32)
 def separation_threshold(
-    n_per_class: int, n_features: int, n_classes: int = 3, *, reps: int = 60, seed: int = 0
+    n_per_class: int,
+    n_features: int,
+    n_classes: int = 3,
+    *,
+    reps: int | None = None,
+    seed: int = 0,
 ) -> float:
     """ρ*: the margin-to-noise ratio at which Gaussian clouds are separable half the time.
 
     K clouds of n points each in p dimensions, unit variance per coordinate, centres at
     pairwise distance g (a scaled simplex): the g at which the clouds are (pairwise)
     linearly separable with probability 1/2, by Monte Carlo with the project's linear
-    programs and bisection on g (7 halvings of [0, 16]). A measured ratio ρ = (smallest
+    programs and bisection on g (7 halvings of [0, 16]; 60 draws for K ≤ 3, fewer for
+    more classes, whose K(K−1)/2 pairs make each draw dearer: 20 at K = 10, ~3 s).
+    A measured ratio ρ = (smallest
     class-mean gap) / (within-class sd) well above ρ* means the clouds are apart at that
     time; well below, they overlap. Cached per (n, p, K).
     """
     from lesde.analysis.separation import is_separable
 
     K, n, p = int(n_classes), int(n_per_class), max(int(n_features), int(n_classes))
+    if reps is None:
+        reps = max(20, 180 // (K * (K - 1) // 2))
     rng = np.random.default_rng(np.random.SeedSequence([seed, n, p, K]))
     Z = rng.standard_normal((reps, K, n, p))  # the same draws for every g: a smooth bisection
     centres = np.zeros((K, p))

@@ -88,6 +88,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="validation samples per class (loader default if omitted)",
     )
     parser.add_argument(
+        "--classes", type=nonneg_int, nargs="+", default=None, metavar="C",
+        help="class subset of digits / cifar10 (e.g. --classes 0 1 2 3 4 5 6 7 8 9)",
+    )  # fmt: skip
+    parser.add_argument(
         "--probe-per-class",
         type=positive_int,
         default=16,
@@ -226,6 +230,10 @@ def main(args: argparse.Namespace) -> int:
             options["n_val"] = args.n_val_per_class
         if args.cifar_root is not None:
             options["root"] = args.cifar_root
+        if args.classes is not None:
+            if args.data not in ("digits", "cifar10"):
+                raise ValueError(f"--classes applies to digits and cifar10, not {args.data!r}")
+            options["classes"] = tuple(args.classes)
         if data.endswith(".npz"):
             if not Path(data).is_file():
                 raise FileNotFoundError(f"--data {data}: no such file")
