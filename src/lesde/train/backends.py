@@ -165,8 +165,6 @@ class FuncEnsemble:
             return each.mean(), (logits, each)
 
         self._grad = vmap(grad(loss_fn, has_aux=True))
-        self._logits = vmap(lambda p, b, x: functional_call(self.base, (p, b), (x,)),
-                            in_dims=(0, 0, None))  # fmt: skip
 
     # ------------------------------------------------------------------ state
     def load_state(self, stacked: dict[str, torch.Tensor]) -> None:
@@ -214,24 +212,29 @@ class FuncEnsemble:
         return logits.detach(), each.detach()
 
     @torch.no_grad()
-    def forward_shared(self, x: torch.Tensor, *, max_samples: int = 4096):
-        """Logits (R, N, K) and features (R, N, F; F = 0 without a feature module)."""
-        logits = torch.cat(
-            [self._logits(self.p, self.b, x[s : s + max_samples])
-             for s in range(0, x.shape[0], max_samples)], dim=1,
-        )  # fmt: skip
-        if self.feature_module is None:
-            return logits, logits.new_zeros((self.R, x.shape[0], 0))
+    def forward_shared(self, x: torch.Tensor):
+        """Logits (R, N, K) and features (R, N, F; F = 0 without a feature module).
+
+        One ``functional_call`` per trial: on shared inputs a loop over trials is ~2.4×
+        faster than ``vmap`` (measured: 1.1 s vs 2.6 s for 50 paper CNNs on 396 images),
+        and the feature hook sees plain tensors.
+        """
         from torch.func import functional_call
 
-        sub = self.base.get_submodule(self.feature_module)
         feats: list[torch.Tensor] = []
-        hook = sub.register_forward_hook(lambda _m, _i, out: feats.append(out.flatten(1)))
+        hook = None
+        if self.feature_module is not None:
+            sub = self.base.get_submodule(self.feature_module)
+            hook = sub.register_forward_hook(lambda _m, _i, out: feats.append(out.flatten(1)))
         try:
-            for r in range(self.R):  # at checkpoints only: a loop over trials is cheap
-                p = {n: v[r] for n, v in self.p.items()}
-                b = {n: v[r] for n, v in self.b.items()}
-                functional_call(self.base, (p, b), (x,))
+            logits = torch.stack([
+                functional_call(self.base, ({n: v[r] for n, v in self.p.items()},
+                                            {n: v[r] for n, v in self.b.items()}), (x,))
+                for r in range(self.R)
+            ])  # fmt: skip
         finally:
-            hook.remove()
+            if hook is not None:
+                hook.remove()
+        if not feats:
+            return logits, logits.new_zeros((self.R, x.shape[0], 0))
         return logits, torch.stack(feats)
