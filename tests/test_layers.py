@@ -34,7 +34,7 @@ LAYERS: list[list[str]] = [
         "lesde.experiments.collapse",
         "lesde.experiments.registry",
     ],  # fmt: skip
-    ["lesde.figures", "lesde.report"],
+    ["lesde.figures", "lesde.report", "lesde.report_paper"],
     [  # one floor above figures and report: end-to-end runs
         "lesde.experiments.runner",
         "lesde.experiments.geomnist",
@@ -44,6 +44,7 @@ LAYERS: list[list[str]] = [
         "lesde.experiments.digits",
         "lesde.sweep",
         "lesde.experiments.analyse",
+        "lesde.experiments.paper",
     ],  # fmt: skip
     ["lesde.commands", "lesde.cli"],
 ]

@@ -51,7 +51,9 @@ probe_split            (probe)                          "train" or "val"
 probe_index            (probe)                          index within its split
 le_probe_before/after  (trial, le_step, probe, logit)   probe logits just before / after
                                                         the update of step ``le_step``
-le_E                   (trial, le_step, class_k,        Ê_{k,L}(m) (docs/math.md §4, direct);
+le_E                   (trial, le_step, class_k,        Ê_{k,L}(m) (docs/math.md §4, direct),
+                                                        derived by `open_run` from the
+                                                        le_probe_* and le_class arrays;
                        class_l)
                                                         only column L (the trained
                                                         class) is finite
@@ -504,7 +506,9 @@ def open_run(path: str | os.PathLike, *, allow_incomplete: bool = False, verify:
         ds["probe_split"] = (split.dims, np.array(split.values.tolist(), dtype=str))
     ds.attrs["status"] = status
     ds.attrs["steps_done"] = int(meta.get("steps_done", 0))
-    return ds
+    from lesde.estimate.direct import add_direct_le
+
+    return add_direct_le(ds)
 
 
 def jsonable(obj: Any) -> Any:

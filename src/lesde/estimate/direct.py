@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["DirectLE", "direct_local_elasticity", "direct_from_record"]
+__all__ = ["DirectLE", "direct_local_elasticity", "direct_from_record", "add_direct_le"]
 
 
 class DirectLE(NamedTuple):
@@ -116,6 +116,39 @@ def direct_local_elasticity(
     with np.errstate(invalid="ignore", divide="ignore"):
         beta = np.where(others, col, 0.0).sum(-1) / others.sum(-1)
     return DirectLE(E=E, alpha=alpha, beta=beta)
+
+
+def add_direct_le(ds: Any) -> Any:
+    """Add the direct local elasticity ``le_E``, ``le_alpha``, ``le_beta`` to a record.
+
+    The trainer records only the raw material — the probes' logits just before and
+    after the update of each ``le_step`` (``le_probe_before``/``le_probe_after``), the
+    class trained then (``le_class``) and the trained sample's logits (``sample_logits``
+    at that step); this derives Ê_{k,L}(m), α̂(m), β̂(m) with `direct_local_elasticity`
+    and H = ``attrs["le_model"]``. Records that already hold them (written before
+    training stopped running estimators) are returned unchanged.
+
+    Args:
+        ds: an ``xarray.Dataset`` of a training record (batch size 1).
+
+    Returns:
+        ``ds`` with the three variables (dims (trial, le_step[, class_k, class_l])).
+    """
+    if "le_probe_before" not in ds or "le_alpha" in ds or ds.sizes.get("le_step", 0) == 0:
+        return ds
+    steps = np.asarray(ds["le_step"].values, dtype=int)  # (M,)
+    lab = np.asarray(ds["le_class"].values, dtype=np.int64)  # (R, M)
+    z = np.asarray(ds["sample_logits"].values)[:, steps - 1]  # (R, M, K)
+    K = int(ds.sizes["logit"])
+    res = direct_local_elasticity(
+        np.asarray(ds["le_probe_before"].values), np.asarray(ds["le_probe_after"].values),
+        np.asarray(ds["probe_label"].values), z, lab, n_classes=K,
+        H=str(ds.attrs.get("le_model", "I")),
+    )  # fmt: skip
+    ds["le_E"] = (("trial", "le_step", "class_k", "class_l"), res.E)
+    ds["le_alpha"] = (("trial", "le_step"), res.alpha)
+    ds["le_beta"] = (("trial", "le_step"), res.beta)
+    return ds
 
 
 def direct_from_record(ds: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

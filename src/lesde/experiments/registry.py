@@ -15,6 +15,7 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {
     "cifar": ("lesde.experiments.cifar", "CIFAR-10, K = 2 or 3, from a local copy"),
     "digits": ("lesde.experiments.digits", "scikit-learn digits (real, offline)"),
     "separation": ("lesde.experiments.separation", "separation theorems (2.1, 3.1)"),
+    "paper": ("lesde.experiments.paper", "every experiment of the paper, one report"),
 }
 
 

@@ -211,7 +211,9 @@ def train_ensemble(
             attrs={**prep.attrs, "status": "complete", "steps_done": S},
         )
         ds.attrs["seconds"] = elapsed
-        return ds
+        from lesde.estimate.direct import add_direct_le
+
+        return add_direct_le(ds)
     from lesde.store import open_run
 
     writer.mark_complete(

@@ -90,8 +90,6 @@ def _loop(
 ) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from lesde.estimate.direct import direct_local_elasticity
-
     R, S, cs, B = cfg.n_trials, cfg.n_steps, cfg.chunk_steps, cfg.batch_size
     K = prep.n_classes
     ck_index = {int(s): i for i, s in enumerate(prep.ck_steps)}
@@ -133,16 +131,11 @@ def _loop(
                 before = np.concatenate([p["le"][m][0] for p in parts], axis=0)
                 after = np.concatenate([p["le"][m][1] for p in parts], axis=0)
                 lab = prep.y_train[idx_np[:, m - s0 - 1, 0]]
-                res = direct_local_elasticity(
-                    before, after, prep.probes.label, lg[:, m - s0 - 1, 0], lab,
-                    n_classes=K, H=cfg.le_model,
-                )  # fmt: skip
+                # training records; the direct LE itself (le_E, le_alpha, le_beta) is
+                # derived from these by `lesde.estimate.direct.add_direct_le` when read
                 reg = (all_, slice(j, j + 1))
                 sink.write("le_probe_before", reg, before[:, None])
                 sink.write("le_probe_after", reg, after[:, None])
-                sink.write("le_E", reg, res.E[:, None])
-                sink.write("le_alpha", reg, res.alpha[:, None])
-                sink.write("le_beta", reg, res.beta[:, None])
                 sink.write("le_class", reg, lab[:, None].astype(np.int16))
             # (R, L, B, K) -> (R, L[, B], K)
             bad = ~np.isfinite(ls)

@@ -176,14 +176,6 @@ def record_layout(
                     f,
                     (R, 1, P, K),
                 ),
-                "le_E": (
-                    ("trial", "le_step", "class_k", "class_l"),
-                    (R, M, K, K),
-                    np.float64,
-                    (R, 1, K, K),
-                ),
-                "le_alpha": (("trial", "le_step"), (R, M), np.float64, (R, 1)),
-                "le_beta": (("trial", "le_step"), (R, M), np.float64, (R, 1)),
                 "le_class": (("trial", "le_step"), (R, M), np.int16, (R, 1)),
             }
         )
