@@ -1,0 +1,125 @@
+"""`lesde run paper --scale tiny` end to end: every sub-run, the claims, one report."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lesde.cli import app
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+OUTCOMES = {"reproduced", "not reproduced", "not run"}
+
+
+@pytest.fixture(scope="module")
+def paper(tmp_path_factory, monkeypatch_module):
+    out = tmp_path_factory.mktemp("paper") / "run"
+    assert app(["run", "paper", "--scale", "tiny", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    mp.delenv("LESDE_DATA", raising=False)  # no CIFAR copy: those parts are "not run"
+    yield mp
+    mp.undo()
+
+
+def test_every_sub_run_and_claim(paper):
+    s = json.loads((paper / "summary.json").read_text())
+    parts = s["parts"]
+    for name in ("geomnist", "label-noise", "sample-size", "separation", "digits"):
+        assert parts[name]["status"] == "done", (name, parts[name])
+        assert (paper / name / "report.html").exists()
+    for name in ("cifar-k2", "cifar-k3"):
+        assert parts[name]["status"] == "not run" and "CIFAR-10" in parts[name]["why"]
+    claims = {c["claim"]: c for c in s["claims"]}
+    assert len(claims) == 6 and all(c["outcome"] in OUTCOMES for c in claims.values())
+    # the theorem experiments need no training: reproduced even at the tiny scale
+    assert claims["Theorem 2.1: constant α, β separate iff α > β"]["outcome"] == "reproduced"
+    assert claims["Theorem 3.1: γ ~ t^(−s) separates iff s < 1"]["outcome"] == "reproduced"
+    # a tiny run trains to chance: its claims are "not run", with why, never a verdict
+    fig5 = claims["The L-model imitates the genuine dynamics better than the I-model (Fig. 5)"]
+    assert fig5["outcome"] == "not run" and "did not learn" in fig5["numbers"]
+    assert s["estimate"]["trial_steps"] > 0 and s["estimate"]["rate"] > 0
+
+
+def test_report_renders_with_every_figure(paper, tmp_path):
+    html = (paper / "report.html").read_text()
+    for word in ("Fig. 1 (a–d)", "Fig. 2", "Fig. 3 (a–h)", "Fig. 4 (a–c)", "Fig. 5 (a–d)",
+                 "Theorems 2.1 and 3.1", "Proposition 3.4", "CIFAR-10, K = 2"):  # fmt: skip
+        assert word in html, word
+    assert html.count("<b>not run</b>") >= 2  # the CIFAR sections say so
+    if not shutil.which(CHROMIUM):
+        pytest.fail("headless Chromium not found: `make test` installs the Debian `chromium`")
+    out = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={tmp_path}", "--virtual-time-budget=5000",
+         "--dump-dom", (paper / "report.html").resolve().as_uri()],
+        capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
+    m = re.search(r'data-images-loaded="(\d+)/(\d+)"', out.stdout)
+    assert m, out.stderr[-500:]
+    loaded, total = int(m.group(1)), int(m.group(2))
+    assert total >= 8 and loaded == total
+
+
+def _stage_marks(root: Path) -> dict[str, str]:
+    marks = {}
+    for p in sorted(root.rglob("summary.json")):
+        s = json.loads(p.read_text())
+        for stage, info in s.get("stages", {}).items():
+            marks[f"{p.parent.relative_to(root)}:{stage}"] = info.get("finished")
+    return marks
+
+
+def test_rerun_recomputes_nothing_finished(paper):
+    before = _stage_marks(paper)
+    sep = (paper / "separation" / "separation.json").read_bytes()
+    assert app(["run", "paper", "--scale", "tiny", "--out", str(paper)]) == 0
+    assert _stage_marks(paper) == before
+    assert (paper / "separation" / "separation.json").read_bytes() == sep
+
+
+def test_a_different_scale_is_refused(paper, capsys):
+    assert app(["run", "paper", "--scale", "default", "--out", str(paper)]) == 2
+    assert "scale" in capsys.readouterr().err
+
+
+def test_resume_after_a_kill_keeps_what_finished(tmp_path, monkeypatch):
+    import os
+    import signal
+    import sys
+    import time
+
+    monkeypatch.delenv("LESDE_DATA", raising=False)
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "lesde.cli", "run", "paper", "--scale",
+                             "tiny", "--out", str(out)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    summary, deadline, killed = out / "summary.json", time.monotonic() + 180, False
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            parts = json.loads(summary.read_text()).get("parts", {})
+        except (OSError, json.JSONDecodeError):
+            parts = {}
+        if parts.get("geomnist", {}).get("status") == "done":
+            os.kill(proc.pid, signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert killed, "the run finished before the kill"
+    before = _stage_marks(out / "geomnist")
+    assert app(["run", "paper", "--scale", "tiny", "--out", str(out)]) == 0
+    assert _stage_marks(out / "geomnist") == before  # the finished sub-run was reused
+    s = json.loads(summary.read_text())
+    names = ("geomnist", "label-noise", "sample-size", "separation", "digits")
+    assert all(s["parts"][n]["status"] == "done" for n in names)
