@@ -123,3 +123,23 @@ def test_resume_after_a_kill_keeps_what_finished(tmp_path, monkeypatch):
     s = json.loads(summary.read_text())
     names = ("geomnist", "label-noise", "sample-size", "separation", "digits")
     assert all(s["parts"][n]["status"] == "done" for n in names)
+
+
+def test_ray_tasks_give_the_same_sub_runs(paper, tmp_path, monkeypatch):
+    # the sub-runs as Ray tasks on a local cluster: the same records as run locally
+    import ray  # in the dev extra; `make test` installs it
+
+    from lesde.experiments import paper as paper_mod
+    from lesde.store import open_run
+
+    monkeypatch.delenv("LESDE_DATA", raising=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        s = paper_mod.run(paper_mod.Config(scale="tiny"), tmp_path / "ray",
+                          ray_address="auto", log=lambda m: None)  # fmt: skip
+    finally:
+        ray.shutdown()
+    assert all(s["parts"][n]["status"] == "done" for n in ("geomnist", "digits", "separation"))
+    a, b = open_run(paper / "geomnist" / "train"), open_run(tmp_path / "ray" / "geomnist" / "train")
+    for v in ("sample_logits", "probe_logits"):
+        assert (a[v].values == b[v].values).all(), v
