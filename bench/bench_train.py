@@ -59,11 +59,11 @@ def toy_data(n: int = 300, seed: int = 0) -> Dataset:
     return Dataset(x, y, x[::5].copy(), y[::5].copy(), ("a", "b", "c"), {"name": "bars"})
 
 
-def plain_loop(data: Dataset, steps: int) -> float:
-    """Steps/s of one nn.Module trained by optim.SGD, batch size 1."""
-    spec = CNNSpec(1, 3)
-    cfg = TrainConfig(n_trials=1, n_steps=steps)
-    net = CNN.from_params(spec, initial_params(cfg, spec, 0))
+def plain_loop(data: Dataset, steps: int, net: torch.nn.Module | None = None) -> float:
+    """Steps/s of one nn.Module (default: the paper's CNN) trained by optim.SGD, batch 1."""
+    if net is None:
+        spec = CNNSpec(1, 3)
+        net = CNN.from_params(spec, initial_params(TrainConfig(n_trials=1), spec, 0))
     opt = torch.optim.SGD(net.parameters(), lr=0.005)
     X, Y = torch.as_tensor(data.x_train), torch.as_tensor(data.y_train)
     idx = np.random.default_rng(0).integers(0, Y.numel(), steps + 20)
@@ -106,22 +106,6 @@ def digits_like(n: int = 60, seed: int = 0) -> Dataset:
     y = np.repeat(np.arange(10), n)
     x = rng.normal(size=(10, 64))[y] + 0.5 * rng.normal(size=(y.size, 64))
     return Dataset.from_arrays(x, y, x[::4], y[::4])
-
-
-def plain_mlp_loop(data: Dataset, steps: int) -> float:
-    """Steps/s of one MLP trained by optim.SGD, batch size 1."""
-    net = make_mlp()
-    opt = torch.optim.SGD(net.parameters(), lr=0.005)
-    X, Y = torch.as_tensor(data.x_train), torch.as_tensor(data.y_train)
-    idx = np.random.default_rng(0).integers(0, Y.numel(), steps + 20)
-    t = 0.0
-    for m in range(steps + 20):
-        if m == 20:
-            t = time.perf_counter()
-        opt.zero_grad()
-        F.cross_entropy(net(X[idx[m] : idx[m] + 1]), Y[idx[m] : idx[m] + 1]).backward()
-        opt.step()
-    return steps / (time.perf_counter() - t)
 
 
 def engine_only(data: Dataset, trials: int, steps: int, groups: int) -> float:
@@ -175,7 +159,7 @@ def main() -> None:
         ("func backend (paper CNN), recording", R, "float32",
          lambda: ensemble(data, R, S, args.ck_every, model=paper_cnn, backend="func")),
         ("plain loop, MLP on 10-class vectors", 1, "float32",
-         lambda: plain_mlp_loop(digits_like(), 300)),
+         lambda: plain_loop(digits_like(), 300, make_mlp())),
         ("func backend, MLP on 10-class vectors", R, "float32",
          lambda: ensemble(digits_like(), R, S, args.ck_every, model=make_mlp, backend="func")),
         ("ensemble, recording, float64", R, "float64",

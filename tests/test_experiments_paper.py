@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from helpers import images_loaded
 from lesde.cli import app
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -56,18 +56,7 @@ def test_report_renders_with_every_figure(paper, tmp_path):
                  "Theorems 2.1 and 3.1", "Proposition 3.4", "CIFAR-10, K = 2"):  # fmt: skip
         assert word in html, word
     assert html.count("<b>not run</b>") >= 2  # the CIFAR sections say so
-    if not shutil.which(CHROMIUM):
-        pytest.fail("headless Chromium not found: `make test` installs the Debian `chromium`")
-    out = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={tmp_path}", "--virtual-time-budget=5000",
-         "--dump-dom", (paper / "report.html").resolve().as_uri()],
-        capture_output=True, text=True, timeout=90,
-    )  # fmt: skip
-    m = re.search(r'data-images-loaded="(\d+)/(\d+)"', out.stdout)
-    assert m, out.stderr[-500:]
-    loaded, total = int(m.group(1)), int(m.group(2))
+    loaded, total = images_loaded(paper / "report.html", tmp_path)
     assert total >= 8 and loaded == total
 
 
