@@ -114,6 +114,7 @@ def test_resume_after_a_kill_keeps_what_finished(tmp_path, monkeypatch):
     assert all(s["parts"][n]["status"] == "done" for n in names)
 
 
+@pytest.mark.slow  # ~30 s; the Ray mechanism itself is tested by test_sweep in the default run
 def test_ray_tasks_give_the_same_sub_runs(paper, tmp_path, monkeypatch):
     # the sub-runs as Ray tasks on a local cluster: the same records as run locally
     import ray  # in the dev extra; `make test` installs it

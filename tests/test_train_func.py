@@ -193,7 +193,7 @@ def test_cli_model_kill_and_resume_is_bitwise_identical(tmp_path):
     d = vectors(n=40)
     data = tmp_path / "vec.npz"
     np.savez(data, x_train=d.x_train, y_train=d.y_train, x_val=d.x_val, y_val=d.y_val)
-    steps, chunk = 6000, 300
+    steps, chunk = 3000, 150
     args = ["train", "--data", str(data), "--model", f"{model}:make_mlp", "--trials", "4",
             "--steps", str(steps), "--chunk-steps", str(chunk), "--checkpoints", "4",
             "--probe-per-class", "2", "--no-progress", "--seed", "2"]  # fmt: skip
