@@ -112,8 +112,9 @@ def analyse(
     """Estimate, simulate, analyse, draw and report a recorded run.
 
     Args:
-        path: a training record (a directory with ``meta.json`` and ``record.zarr``), or
-            None with ``logits``.
+        path: a training record (a directory with ``meta.json`` and ``record.zarr``, or a
+            run directory of ``lesde run``, whose ``train/`` is used), or None with
+            ``logits``.
         out: the run directory to write (summary, stage files, figures, report).
         logits: an ``.npz`` of logits instead (module docstring).
         cfg: options of the stages; default: bins of ~1/1000 of the run.
@@ -134,6 +135,8 @@ def analyse(
         if path is None:
             raise ValueError("`path` (a training record) or `logits` (an .npz) is required")
         record = Path(path).resolve()
+        if not (record / "meta.json").exists() and (record / "train" / "meta.json").exists():
+            record = record / "train"  # a run directory of `lesde run`: its training record
         status = run_status(record)
         if status == "missing":
             raise FileNotFoundError(f"{record}: not a lesde training record (no meta.json)")
