@@ -264,3 +264,13 @@ def test_open_run_refuses_a_manifest_mismatch_by_name(reference, tmp_path):
     with pytest.raises(CorruptRunError, match="probe_label.*checksum"):
         open_run(run)
     assert os.path.exists(run / "manifest.json")
+
+
+def test_overwrite_empties_a_paper_run_directory(tmp_path):
+    # the sub-runs of `lesde run paper` are lesde's own files too
+    d = tmp_path / "p"
+    for sub in ("geomnist", "label-noise", "figures"):
+        (d / sub).mkdir(parents=True)
+    (d / "summary.json").write_text("{}")
+    wipe(d)
+    assert list(d.iterdir()) == []

@@ -56,7 +56,9 @@ _OURS = {
     "summary.json", "report.html", "figures", "estimates.npz", "simulate.npz",
     "analysis.npz", "train", "points", "separation.json", "separation.png", "collapse.json",
     "collapse.png", "config.json", "meta.json", "record.zarr", "state", "synthetic.json",
-    "sweep.json", LOCK_NAME,
+    "sweep.json", "imported.json", "manifest.json", LOCK_NAME,
+    # the sub-runs of `lesde run paper`
+    "geomnist", "label-noise", "sample-size", "separation", "digits", "cifar-k2", "cifar-k3",
 }  # fmt: skip
 
 
