@@ -1,14 +1,11 @@
 """`lesde train`: end to end through the CLI, and kill -9 of a real process then --resume."""
 
-import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 
+from helpers import kill_when_steps_done
 from lesde.cli import app
 from lesde.store import open_run, run_status
 
@@ -72,18 +69,7 @@ def test_kill_subprocess_then_resume_is_bitwise_identical(npz, tmp_path):
     proc = subprocess.Popen(
         cmd + _args(npz, run, steps, extra), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    meta = run / "meta.json"
-    deadline = time.monotonic() + 120
-    killed_at = None
-    while time.monotonic() < deadline and proc.poll() is None:
-        if meta.exists():
-            done = json.loads(meta.read_text()).get("steps_done", 0)
-            if done >= 2 * chunk:
-                os.kill(proc.pid, signal.SIGKILL)
-                killed_at = done
-                break
-        time.sleep(0.02)
-    proc.wait()
+    killed_at = kill_when_steps_done(proc, run / "meta.json", 2 * chunk)
     assert killed_at is not None and killed_at < steps, "process finished before the kill"
     assert run_status(run) == "running"  # never looks complete when it is not
 

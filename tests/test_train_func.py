@@ -9,12 +9,8 @@ equals the hand-written "cnn" engine to the same tolerance.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -22,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from helpers import kill_when_steps_done
 from lesde.data.dataset import Dataset
 from lesde.store import open_run
 from lesde.train import CNN, CNNSpec, TrainConfig, draw_samples, train_ensemble
@@ -204,19 +201,7 @@ def test_cli_model_kill_and_resume_is_bitwise_identical(tmp_path):
     run = tmp_path / "run"
     proc = subprocess.Popen(cmd + args + ["--out", str(run)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
-    meta, killed_at, deadline = run / "meta.json", None, time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if meta.exists():
-            try:
-                done = json.loads(meta.read_text()).get("steps_done", 0)
-            except json.JSONDecodeError:
-                continue
-            if done >= 2 * chunk:
-                os.kill(proc.pid, signal.SIGKILL)
-                killed_at = done
-                break
-        time.sleep(0.01)
-    proc.wait()
+    killed_at = kill_when_steps_done(proc, run / "meta.json", 2 * chunk)
     assert killed_at is not None and killed_at < steps, "finished before the kill"
     r = subprocess.run(cmd + ["train", "--resume", str(run), "--no-progress"],
                        capture_output=True, text=True)  # fmt: skip
