@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from lesde.estimate.ab import estimate_ab
+from lesde.estimate.class_means import class_sums_from_samples  # noqa: F401 (its home)
 from lesde.estimate.tail import fit_tail_many
 
 __all__ = ["VERDICTS", "verdict", "bootstrap_tail_indices", "class_sums_from_samples"]
@@ -36,36 +37,6 @@ def verdict(lo: float, hi: float, threshold: float = 1.0) -> str:
     if lo > threshold:
         return "not separable"
     return "undetermined"
-
-
-def class_sums_from_samples(
-    sample_logits: Any, sample_label: Any, n_classes: int, *, bin_width: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-trial sums and counts of trained-sample logits per class and time bin.
-
-    Summed over trials and divided, they give the binned X̄(t) of
-    `lesde.experiments.pipeline.class_means_from_samples`; kept per trial, any resample
-    of trials is a weighted sum.
-
-    Args:
-        sample_logits: (R, S, K) logits of the sample trained at each step.
-        sample_label: (R, S) its label.
-        n_classes: K.
-        bin_width: steps per bin (S // bin_width bins; the remainder is dropped).
-
-    Returns:
-        ``sums`` (R, nb, K_label, K_logit) and ``counts`` (R, nb, K_label).
-    """
-    x = np.asarray(sample_logits, dtype=float)
-    y = np.asarray(sample_label)
-    R, S, K = x.shape
-    nb = S // bin_width
-    xs = x[:, : nb * bin_width].reshape(R, nb, bin_width, K)
-    ys = y[:, : nb * bin_width].reshape(R, nb, bin_width)
-    onehot = (ys[..., None] == np.arange(n_classes)).astype(float)  # (R, nb, w, K_label)
-    counts = onehot.sum(axis=2)  # (R, nb, K_label)
-    sums = np.einsum("rbwk,rbwj->rbkj", onehot, xs)  # (R, nb, K_label, K_logit)
-    return sums, counts
 
 
 def bootstrap_tail_indices(

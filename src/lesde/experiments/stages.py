@@ -16,7 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from lesde.estimate.class_means import class_means_from_samples, probe_class_means
+from lesde.estimate.class_means import (
+    class_means_from_sums,
+    class_sums_from_samples,
+    probe_class_means,
+)
 from lesde.experiments.config import PipelineConfig
 from lesde.experiments.outputs import Analysis, Estimates, ModelEstimate, SimRun, Simulation
 
@@ -126,21 +130,12 @@ def _sensitivity(ts: np.ndarray, G: np.ndarray, span, rw: int) -> list[dict[str,
     return rows
 
 
-def _tail_bootstrap(rec: dict, cfg: PipelineConfig, ts, xbar_trials, i0: int, span):
-    """`bootstrap_tail_indices` on the trials of the record (None for a single trial)."""
-    from lesde.estimate.bootstrap import bootstrap_tail_indices, class_sums_from_samples
+def _tail_bootstrap(cfg: PipelineConfig, ts, sums, counts, i0: int, span):
+    """`bootstrap_tail_indices` over the trials' class sums (None for a single trial)."""
+    from lesde.estimate.bootstrap import bootstrap_tail_indices
 
-    R = xbar_trials.shape[0]
-    if R < 2 or cfg.tail_boot == 0:
+    if sums.shape[0] < 2 or cfg.tail_boot == 0:
         return None
-    if cfg.xbar_source == "samples":
-        sums, counts = class_sums_from_samples(
-            rec["sample_logits"], rec["sample_label"], rec["K"], bin_width=cfg.bin_width
-        )
-        ok = np.all(counts.sum(axis=0) > 0, axis=1)  # the bins class_means_from_samples kept
-        sums, counts = sums[:, ok], counts[:, ok]
-    else:
-        sums, counts = xbar_trials, np.ones(xbar_trials.shape[:3])
     return bootstrap_tail_indices(
         sums, counts, ts, t0_index=i0, t_range=span, n_boot=cfg.tail_boot, seed=cfg.seed
     )
@@ -158,11 +153,20 @@ def stage_estimate(rec: dict, cfg: PipelineConfig) -> tuple[dict, dict]:
         rec["probe_logits"][:, :, tr], rec["probe_label"][tr], K
     )  # (R, C, K, K)
     if cfg.xbar_source == "samples":
-        ts, xbar = class_means_from_samples(
-            rec["sample_logits"], rec["sample_label"], rec["step"], K, bin_width=cfg.bin_width
+        # per-trial bin sums once: X̄(t) from their total, the bootstrap from resamples
+        nb = np.asarray(rec["step"]).size // cfg.bin_width
+        if nb < 2:
+            raise ValueError(f"`bin_width`={cfg.bin_width} leaves {nb} bins; need >= 2")
+        sums, counts = class_sums_from_samples(
+            rec["sample_logits"], rec["sample_label"], K, bin_width=cfg.bin_width
         )
+        bins = np.asarray(rec["step"], dtype=float)[: nb * cfg.bin_width]
+        ts, xbar, ok = class_means_from_sums(bins.reshape(nb, cfg.bin_width).mean(axis=1),
+                                             sums, counts)  # fmt: skip
+        sums, counts = sums[:, ok], counts[:, ok]
     else:
         ts, xbar = rec["checkpoint_step"], xbar_trials.mean(axis=0)
+        sums, counts = xbar_trials, np.ones(xbar_trials.shape[:3])
     T = ts.size
     i0 = cfg.t0_index if cfg.t0_index is not None else int(round(cfg.t0_fraction * (T - 1)))
     if not 0 <= i0 < T - 2:
@@ -174,7 +178,7 @@ def stage_estimate(rec: dict, cfg: PipelineConfig) -> tuple[dict, dict]:
     if cfg.tail_fraction is not None:
         span = (ts[-1] - cfg.tail_fraction * (ts[-1] - ts[0]), ts[-1])
     numbers: dict[str, Any] = {"rate_window": rw, "sim_window": sw, "n_grid": T, "t0": ts[i0]}
-    boot = _tail_bootstrap(rec, cfg, ts, xbar_trials, i0, span)
+    boot = _tail_bootstrap(cfg, ts, sums, counts, i0, span)
     numbers["tail_method"] = "fit"
     numbers["tail_boot"] = cfg.tail_boot
     for H in ("I", "L"):
