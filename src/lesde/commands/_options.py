@@ -27,6 +27,7 @@ __all__ = [
     "existing_dir",
     "add_overwrite",
     "add_cifar_root",
+    "print_key_numbers",
 ]
 
 
@@ -149,3 +150,17 @@ def add_cifar_root(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="directory with cifar-10-batches-py/ or -bin/ (default: $LESDE_DATA)",
     )
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, list | tuple) and all(isinstance(x, float) for x in v):
+        return "[" + ", ".join(f"{x:.4g}" for x in v) + "]"
+    return str(v)
+
+
+def print_key_numbers(key: dict) -> None:
+    """A run's key numbers on stdout, one per line (intervals as [lo, hi])."""
+    for k, v in key.items():
+        print(f"  {k}: {_fmt(v)}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lesde.commands._options import add_overwrite, existing_dir, out_dir
+from lesde.commands._options import add_overwrite, existing_dir, out_dir, print_key_numbers
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,8 +52,6 @@ def main(args: argparse.Namespace) -> int:
         else:
             check_identity(out, experiment="analyse", config={"source": source})
         summary = analyse(args.path, out, logits=args.logits)
-    for k, v in (summary.get("key") or {}).items():
-        if not k.endswith("_ci"):
-            print(f"  {k}: {v:.4g}" if isinstance(v, float) else f"  {k}: {v}")
+    print_key_numbers(summary.get("key") or {})
     print(f"open {out / 'report.html'}")
     return 0

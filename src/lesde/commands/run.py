@@ -12,7 +12,14 @@ import sys
 import time
 from pathlib import Path
 
-from lesde.commands._options import add_cifar_root, add_overwrite, out_dir, positive_int, seed
+from lesde.commands._options import (
+    add_cifar_root,
+    add_overwrite,
+    out_dir,
+    positive_int,
+    print_key_numbers,
+    seed,
+)
 from lesde.experiments.registry import EXPERIMENTS
 
 
@@ -97,18 +104,9 @@ def main(args: argparse.Namespace) -> int:
             print(run_separation(cfg, out, tiny=args.scale == "tiny")["key"]["collapse"])
         else:
             summary = mod.run(cfg, out)
-            for k, v in (summary.get("key") or {}).items():
-                print(f"  {k}: {_fmt(v)}")
+            print_key_numbers(summary.get("key") or {})
             for note in summary.get("notes") or []:
                 if note.startswith("WARNING"):
                     print(f"lesde run {name}: {note}", file=sys.stderr)
     print(f"done in {time.perf_counter() - t:.0f} s; open {out / 'report.html'}")
     return 0
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, list | tuple) and all(isinstance(x, float) for x in v):
-        return "[" + ", ".join(f"{x:.4g}" for x in v) + "]"
-    return str(v)
