@@ -181,6 +181,7 @@ def train_ensemble(
         return FuncEnsemble(
             model, params, device=prep.device, dtype=prep.dtype, momentum=cfg.momentum,
             weight_decay=cfg.weight_decay, feature_module=cfg.feature_module,
+            batch_shape=(cfg.batch_size, *prep.x_train.shape[1:]),
         )  # fmt: skip
 
     groups = [_Group(engine(init[lo:hi]), lo, hi) for lo, hi in _split(R, n_groups)]
