@@ -9,6 +9,10 @@ Rows:
   trained sample's logits and loss every step, a probe + validation evaluation every
   ``--ck-every`` steps as in a 10⁴-step run with 50 checkpoints, one direct-LE step),
   default thread groups (one per core);
+- ``func backend``: the same recording run through the "func" backend (any
+  ``nn.Module``, its step traced and rewritten, `lesde.train.func_graph`), for the paper's
+  CNN and for an MLP on 10-class vectors (beside a plain loop of that MLP); the one-off
+  trace and check of the step (before the first step of a run) is timed apart;
 - the same in float64, and with ``n_groups=1`` (one block on torch's intra-op threads);
 - the bare batched step without recording, in two thread groups and in one block.
 
@@ -108,6 +112,19 @@ def digits_like(n: int = 60, seed: int = 0) -> Dataset:
     return Dataset.from_arrays(x, y, x[::4], y[::4])
 
 
+def func_compile_seconds(trials: int = 50) -> float:
+    """Seconds to trace, rewrite and check the "func" step of one block (cache cleared)."""
+    from lesde.train import backends
+
+    init = [backends.func_initial_params(paper_cnn, np.array([r, 0], dtype=np.uint32),
+                                         torch.float32) for r in range(trials)]  # fmt: skip
+    backends._GRAPH_CACHE.clear()
+    t = time.perf_counter()
+    backends.FuncEnsemble(paper_cnn, init, device=torch.device("cpu"), dtype=torch.float32,
+                          batch_shape=(1, 1, 32, 32))  # fmt: skip
+    return time.perf_counter() - t
+
+
 def engine_only(data: Dataset, trials: int, steps: int, groups: int) -> float:
     """Trial-steps/s of the bare batched step (no recording), trials split in thread groups."""
     from concurrent.futures import ThreadPoolExecutor
@@ -175,6 +192,7 @@ def main() -> None:
         for name, _n, _dt, fn in variants:
             best[name] = max(best.get(name, 0.0), fn())
     rows = [(name, n, dt, best[name]) for name, n, dt, _ in variants]
+    compile_s = func_compile_seconds()
     load1 = os.getloadavg()
     ref = best["plain loop nn.Module+SGD"]
     print(f"load average before {load0[0]:.2f}, after {load1[0]:.2f} (2 cores, shared)")
@@ -194,8 +212,11 @@ def main() -> None:
                 "pct_flop_limit": 100 * rate / FLOP_LIMIT,
             }
         )
+    print(f"func backend: tracing + rewriting + checking the step of 50 trials took "
+          f"{compile_s:.2f} s (once per run)")  # fmt: skip
     res = {
         "rows": out,
+        "func_compile_seconds": compile_s,
         "loadavg_before": load0,
         "loadavg_after": load1,
         "torch_threads": torch.get_num_threads(),

@@ -83,7 +83,7 @@ def test_docs_do_not_send_users_outside_the_repository():
 
 def test_layout_section_names_every_module():
     # README's Layout block must match the tree: each package and module of src/lesde
-    # (and each module of experiments/, estimate/, analysis/) appears in it
+    # (and each module of experiments/, estimate/, analysis/, train/) appears in it
     text = README.read_text(encoding="utf-8")
     block = text[text.index("## Layout") :]
     block = block[: block.index("```", block.index("```") + 3)]
@@ -91,7 +91,7 @@ def test_layout_section_names_every_module():
     names = [p.stem if p.suffix else p.name for p in src.iterdir()
              if (p.suffix == ".py" and p.stem != "__init__") or
              (p.is_dir() and (p / "__init__.py").exists())]  # fmt: skip
-    for sub in ("experiments", "estimate", "analysis"):
+    for sub in ("experiments", "estimate", "analysis", "train"):
         names += [p.stem for p in (src / sub).glob("*.py")
                   if p.stem not in ("__init__", "registry", "_labelled")
                   and (sub != "experiments" or p.stem in ("config", "stages", "outputs", "pipeline",
