@@ -170,5 +170,6 @@ def test_compiled_shared_forward_equals_the_eager_one(dtype):
     tol = 1e-10 if dtype == torch.float64 else 1e-5
     assert float((la - lb).abs().max()) <= tol * float(lb.abs().max())
     assert float((fa - fb).abs().max()) <= tol * float(fb.abs().max())
+    assert fast.passes == ()  # no step compiled yet: the forward is not a step
     assert ("forward", tuple(x.shape), dtype) in fast._compiled
     assert fast._compiled[("forward", tuple(x.shape), dtype)] is not None

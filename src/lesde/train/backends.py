@@ -222,7 +222,9 @@ class FuncEnsemble:
     @property
     def passes(self) -> tuple[str, ...]:
         """The optimisations of the compiled step(s) (empty: the plain vmap step)."""
-        done = [c.passes for c in self._compiled.values() if c is not None]
+        from lesde.train.func_graph import CompiledStep
+
+        done = [c.passes for c in self._compiled.values() if isinstance(c, CompiledStep)]
         return done[0] if done else ()
 
     # ------------------------------------------------------------------ state
