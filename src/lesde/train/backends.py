@@ -197,27 +197,32 @@ class FuncEnsemble:
         g, (logits, each) = self._grad(p, b, args[-2], args[-1])
         return [g[n] for n in self.param_names] + [logits, each]
 
-    def _compiled_for(self, x: torch.Tensor, y: torch.Tensor):
-        """The compiled step for these shapes (compiled on first use; None: use vmap)."""
-        key = (tuple(x.shape), x.dtype, tuple(y.shape))
+    def _cached(self, key: tuple, extra: tuple, build: Callable[[], object]):
+        """``self._compiled[key]``, built once per process for this model factory, device
+        and tensor layout (`_GRAPH_CACHE`), ``extra`` naming what else the graph depends on."""
         if key not in self._compiled:
-            from lesde.train.func_graph import compile_step
-
-            fuse = not (self.momentum or self.weight_decay)
             tensors = {**self.p, **self.b}
             layout = tuple((n, tuple(v.shape), v.dtype) for n, v in tensors.items())
-            shared = (self._make_net, key, str(self.device), fuse, layout)
+            shared = (self._make_net, key, str(self.device), extra, layout)
             with _TRACE_LOCK:
                 if shared not in _GRAPH_CACHE:
-                    _GRAPH_CACHE[shared] = compile_step(
-                        self._flat_grad, [self.p[n] for n in self.param_names],
-                        [self.b[n] for n in self.buffer_names], x, y, fuse=fuse,
-                    )  # fmt: skip
+                    _GRAPH_CACHE[shared] = build()
                     while len(_GRAPH_CACHE) > _CACHE_SIZE:
                         _GRAPH_CACHE.popitem(last=False)
                 _GRAPH_CACHE.move_to_end(shared)
                 self._compiled[key] = _GRAPH_CACHE[shared]
         return self._compiled[key]
+
+    def _compiled_for(self, x: torch.Tensor, y: torch.Tensor):
+        """The compiled step for these shapes (compiled on first use; None: use vmap)."""
+        from lesde.train.func_graph import compile_step
+
+        fuse = not (self.momentum or self.weight_decay)
+        return self._cached(
+            (tuple(x.shape), x.dtype, tuple(y.shape)), (fuse,),
+            lambda: compile_step(self._flat_grad, [self.p[n] for n in self.param_names],
+                                 [self.b[n] for n in self.buffer_names], x, y, fuse=fuse),
+        )  # fmt: skip
 
     @property
     def passes(self) -> tuple[str, ...]:
@@ -305,24 +310,14 @@ class FuncEnsemble:
 
     def _forward_for(self, x: torch.Tensor):
         """The compiled one-trial forward on inputs of ``x``'s shape (None: eager)."""
-        key = ("forward", tuple(x.shape), x.dtype)
-        if key not in self._compiled:
-            from lesde.train.func_graph import compile_forward
+        from lesde.train.func_graph import compile_forward
 
-            tensors = {**self.p, **self.b}
-            layout = tuple((n, tuple(v.shape), v.dtype) for n, v in tensors.items())
-            shared = (self._make_net, key, str(self.device), self.feature_module, layout)
-            with _TRACE_LOCK:
-                if shared not in _GRAPH_CACHE:
-                    _GRAPH_CACHE[shared] = compile_forward(
-                        self._one_forward, [self.p[n][0] for n in self.param_names]
-                        + [self.b[n][0] for n in self.buffer_names], x,
-                    )  # fmt: skip
-                    while len(_GRAPH_CACHE) > _CACHE_SIZE:
-                        _GRAPH_CACHE.popitem(last=False)
-                _GRAPH_CACHE.move_to_end(shared)
-                self._compiled[key] = _GRAPH_CACHE[shared]
-        return self._compiled[key]
+        first = [self.p[n][0] for n in self.param_names] + [self.b[n][0] for n in self.buffer_names]
+        return self._cached(
+            ("forward", tuple(x.shape), x.dtype),
+            (self.feature_module,),
+            lambda: compile_forward(self._one_forward, first, x),
+        )
 
     @torch.no_grad()
     def forward_shared(self, x: torch.Tensor):
