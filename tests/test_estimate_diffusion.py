@@ -52,15 +52,19 @@ def test_within_class_variance_known_answer():
 def test_diffusion_recovers_sigma(q):
     ts, X, y = _simulate(0.5, q)
     d = estimate_diffusion(ts, X, y, K)
-    # accumulated within-class variance = (1 − 1/n)∫σ² (the drift only moves class means).
+    # accumulated within-class sample variance (ddof = 1) = ∫σ² (the drift only moves class
+    # means; the n − 1 removes the class mean's share of the noise exactly).
     # ∫₀ᵗ (1+u)^(−2q) du in closed form; the Euler sum on the geometric grid differs by
     # < 1 % (left-point rule, dt/(1+t) = 7e-3 per step).
     t = ts
-    integral = t if q == 0 else ((1 + t) ** (1 - 2 * q) - 1) / (1 - 2 * q)
-    expected = (1 - 1 / N_PER_CLASS) * integral
-    # sd of the variance estimate: √(2/dof) with dof = R·K·p·(n−1) = 8820 → 1.5 %;
-    # 5 SE + the 1 % quadrature error
-    np.testing.assert_allclose(d.accumulated[-10:], expected[-10:] - expected[0], rtol=0.09)
+    expected = t if q == 0 else ((1 + t) ** (1 - 2 * q) - 1) / (1 - 2 * q)
+    # sd of the variance estimate: √(2/dof) with dof = R·K·p·(n−1) = 8820 → 1.5 %; the last
+    # 10 checkpoints share most of their noise (a random walk), so their mean is within
+    # 3 SE = 4.5 % + the 1 % quadrature error: 5.5 %. The factor n/(n − 1) this stage once
+    # applied (2 % at n = 50) is then no longer hidden by the tolerance.
+    acc, exp = d.accumulated[-10:], expected[-10:] - expected[0]
+    assert abs(acc.mean() / exp.mean() - 1) < 0.055, acc.mean() / exp.mean()
+    np.testing.assert_allclose(acc, exp, rtol=0.06)
     late = t > 1e4
     np.testing.assert_allclose(d.sigma2[late], (1 + t[late]) ** (-2 * q), rtol=0.25)
 

@@ -47,6 +47,12 @@ _EXPORTS: dict[str, str] = {
     "direct_local_elasticity": "lesde.estimate.direct",
     "DirectLE": "lesde.estimate.direct",
     "simulate_from_estimates": "lesde.simulate.from_estimates",
+    "simulate_clouds": "lesde.simulate.clouds",
+    "CloudResult": "lesde.simulate.clouds",
+    # out-of-sample forecasts
+    "forecast": "lesde.experiments.forecast",
+    "Forecast": "lesde.forecasting.backtest",
+    "backtest": "lesde.forecasting.backtest",
     "FromEstimatesResult": "lesde.simulate.from_estimates",
     # data
     "Dataset": "lesde.data.dataset",

@@ -2,12 +2,14 @@
 
 In the LE-SDE (paper eq. 5) the drift of every particle depends on the class means
 only, so a particle's deviation from its class mean is pure noise:
-d(X_i^k − X̄^k) = Σ^{1/2} d(W_i^k − W̄^k). The within-class variance (per coordinate)
-therefore grows by the accumulated diffusion,
+d(X_i^k − X̄^k) = Σ^{1/2} d(W_i^k − W̄^k). Each deviation's variance grows by
+(1 − 1/n)∫σ², and the within-class sample variance (per coordinate, ddof = 1: the n − 1
+removes exactly the class mean's share) therefore grows by the accumulated diffusion,
 
-    V(t) = V(t₀) + (1 − 1/n) ∫_{t₀}^t σ²(u) du      (Σ = σ² I),
+    V(t) = V(t₀) + ∫_{t₀}^t σ²(u) du      (Σ = σ² I),
 
-and σ̂²(t) = dV/dt. Against it stands the deterministic class margin. By the closed forms
+and σ̂²(t) = dV/dt. (Until v0.1 of this stage σ̂² was divided once more by 1 − 1/n, an
+overestimate by n/(n − 1): 5 % with 20 probes per class.) Against it stands the deterministic class margin. By the closed forms
 (docs/math.md §3) the class deviations evolve as c_k·e^{(A−B)/K} under the I-model (and the
 margin sum S(t) of the L-model as S(0)·e^{(A−B)/K}), so the margin between classes at t is
 gap(t₀)·e^{(Â(t)−B̂(t))/K}. The margin-to-noise ratio
@@ -85,8 +87,8 @@ class DiffusionEstimate:
         ts: (C,) times.
         V: (C,) within-class variance, averaged over trials.
         V_trials: (R, C) per trial.
-        accumulated: (C,) V(t) − V(t₀), the estimate of (1 − 1/n)∫_{t₀}^t σ².
-        sigma2: (C,) σ̂²(t) = dV/dt / (1 − 1/n) (central differences; one-sided at the ends).
+        accumulated: (C,) V(t) − V(t₀), the estimate of ∫_{t₀}^t σ².
+        sigma2: (C,) σ̂²(t) = dV/dt (central differences; one-sided at the ends).
         n_per_class: n, the samples per class behind each variance.
     """
 
@@ -119,8 +121,7 @@ def estimate_diffusion(ts: Any, features: Any, labels: Any, n_classes: int) -> D
     Vr = within_class_variance(z, labels, n_classes)  # (R, C)
     V = Vr.mean(axis=0)
     n = float(np.asarray(labels).size) / n_classes
-    shrink = 1.0 - 1.0 / n
-    sigma2 = np.gradient(V, t) / shrink if t.size >= 2 else np.full_like(V, np.nan)
+    sigma2 = np.gradient(V, t) if t.size >= 2 else np.full_like(V, np.nan)
     return DiffusionEstimate(t, V, Vr, V - V[0], sigma2, n)
 
 

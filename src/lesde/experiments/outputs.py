@@ -14,7 +14,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ModelEstimate", "Estimates", "SimRun", "Simulation", "Analysis", "MODELS"]
+__all__ = [
+    "ModelEstimate",
+    "Estimates",
+    "SimRun",
+    "Simulation",
+    "Analysis",
+    "ForecastRun",
+    "Forecasts",
+    "MODELS",
+]
 
 MODELS = ("I", "L")
 
@@ -99,12 +108,19 @@ class Simulation:
         ts: (T',) grid. xbar: (T', K, p) the genuine class means there.
         own: {H: SimRun}, each H model simulated with its own rates.
         paper: {H: SimRun}, the L-model driven by H's rates (paper Fig. 5).
+        clouds: {H: {name: array}} the LE-SDE with α̂, β̂ and Σ̂(t), per-sample clouds
+            of every trial from the probes at t₀ (`stage_simulate`): "ts" (C',)
+            checkpoints; "spread_sim", "spread_gen" (C',) within-class variance;
+            "ratio_sim", "ratio_gen" (C',) margin-to-noise ratio; "sep_ts" (S,) and
+            "sep_sim", "sep_gen" (S,) the separable fraction of trials. Empty when the
+            record has no probes to start from.
     """
 
     ts: np.ndarray
     xbar: np.ndarray
     own: dict[str, SimRun]
     paper: dict[str, SimRun]
+    clouds: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         out = {"ts": self.ts, "xbar": self.xbar}
@@ -112,6 +128,9 @@ class Simulation:
             for H, r in runs.items():
                 for f in fields(SimRun):
                     out[f"{f.name}_{variant}_{H}"] = getattr(r, f.name)
+        for H, group in self.clouds.items():
+            for name, v in group.items():
+                out[f"cl_{H}_{name}"] = v
         return out
 
     @classmethod
@@ -121,7 +140,10 @@ class Simulation:
                       for H in MODELS if f"mean_{variant}_{H}" in d}
             for variant in ("own", "paper")
         }  # fmt: skip
-        return cls(d["ts"], d["xbar"], runs["own"], runs["paper"])
+        clouds = {H: {k[len(f"cl_{H}_"):]: d[k] for k in d if k.startswith(f"cl_{H}_")}
+                  for H in MODELS}  # fmt: skip
+        return cls(d["ts"], d["xbar"], runs["own"], runs["paper"],
+                   {H: g for H, g in clouds.items() if g})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -182,3 +204,60 @@ class Analysis:
                 H: (d[f"mn_ts_{H}"], d[f"mn_ratio_{H}"]) for H in MODELS if f"mn_ratio_{H}" in d
             },  # fmt: skip
         )
+
+
+@dataclass(frozen=True)
+class ForecastRun:
+    """One backtest's arrays (`lesde.Forecast` without its scores).
+
+    Attributes:
+        fit_fraction, t_cut: the cut. ts: (F,) forecast grid. mean, lo, hi: (F, K, p) the
+        prediction and its band. genuine, persistence, trend: (F, K, p). cloud_ts: (C',).
+        spread_predicted, spread_genuine, ratio_predicted, ratio_genuine: (C',).
+    """
+
+    fit_fraction: float
+    t_cut: float
+    ts: np.ndarray
+    mean: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    genuine: np.ndarray
+    persistence: np.ndarray
+    trend: np.ndarray
+    cloud_ts: np.ndarray
+    spread_predicted: np.ndarray
+    spread_genuine: np.ndarray
+    ratio_predicted: np.ndarray
+    ratio_genuine: np.ndarray
+
+
+@dataclass(frozen=True)
+class Forecasts:
+    """The forecast stage: {H: [ForecastRun per fit fraction]}; stored as ``forecast.npz``
+    with keys ``fc_<H>_<i>_<field>`` (i the index of the fraction)."""
+
+    runs: dict[str, list[ForecastRun]]
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for H, rows in self.runs.items():
+            out[f"fc_{H}_n"] = np.array(len(rows))
+            for i, r in enumerate(rows):
+                for f in fields(ForecastRun):
+                    out[f"fc_{H}_{i}_{f.name}"] = np.asarray(getattr(r, f.name))
+        return out
+
+    @classmethod
+    def from_arrays(cls, d: dict[str, np.ndarray]) -> Forecasts:
+        runs: dict[str, list[ForecastRun]] = {}
+        for H in MODELS:
+            if f"fc_{H}_n" not in d:
+                continue
+            runs[H] = []
+            for i in range(int(d[f"fc_{H}_n"])):
+                vals = {f.name: d[f"fc_{H}_{i}_{f.name}"] for f in fields(ForecastRun)}
+                vals["fit_fraction"] = float(vals["fit_fraction"])
+                vals["t_cut"] = float(vals["t_cut"])
+                runs[H].append(ForecastRun(**vals))
+        return cls(runs)

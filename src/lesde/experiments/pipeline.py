@@ -7,6 +7,8 @@ A run directory holds:
 - ``simulate.npz``: LE-ODE paths driven by the estimates and their RD (paper §4.2, Fig. 5);
 - ``analysis.npz``: separability, ETF deviation over time, direct local elasticity,
   the full Ê(t) (docs/math.md §4, §6);
+- ``forecast.npz``: the out-of-sample backtests (`lesde.forecasting.backtest`): fitted on
+  t ≤ f·T, the LE-ODE/SDE's prediction of the rest against the genuine record;
 - ``summary.json``: the key numbers and, per stage, what it wrote. It is rewritten
   atomically after every stage, so an interrupted ``lesde run`` resumes: a stage is
   skipped when ``summary.json`` marks it done and its output file is present.
@@ -47,6 +49,7 @@ from lesde.experiments.config import (
     TrainSpec,
     le_steps_for,
 )
+from lesde.experiments.forecast import stage_forecast as _stage_forecast
 from lesde.experiments.outputs import Analysis, Estimates, Simulation
 from lesde.experiments.stages import key_numbers, learning_check, verdict_notes
 from lesde.experiments.stages import record_arrays as _record_arrays
@@ -162,7 +165,7 @@ def run_pipeline(
 
     if stale or not _stage_done(run_dir, summary, "simulate", ["simulate.npz"]):
         t = time.perf_counter()
-        sim, numbers = _stage_simulate(est, cfg)
+        sim, numbers = _stage_simulate(est, cfg, record())
         save_npz_atomic(run_dir / "simulate.npz", **sim.to_arrays())
         summary["simulate"] = numbers
         _mark(run_dir, summary, "simulate", ["simulate.npz"], time.perf_counter() - t)
@@ -176,6 +179,14 @@ def run_pipeline(
         summary["analyse"] = numbers
         _mark(run_dir, summary, "analyse", ["analysis.npz"], time.perf_counter() - t)
         log(f"analyse: {time.perf_counter() - t:.1f} s")
+
+    if stale or not _stage_done(run_dir, summary, "forecast", ["forecast.npz"]):
+        t = time.perf_counter()
+        fcs, numbers = _stage_forecast(record(), cfg)
+        save_npz_atomic(run_dir / "forecast.npz", **fcs.to_arrays())
+        summary["forecast"] = numbers
+        _mark(run_dir, summary, "forecast", ["forecast.npz"], time.perf_counter() - t)
+        log(f"forecast: {time.perf_counter() - t:.1f} s")
 
     summary["key"] = key_numbers(summary)
     summary["notes"] = verdict_notes(summary)

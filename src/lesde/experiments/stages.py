@@ -232,7 +232,11 @@ def stage_estimate(rec: dict, cfg: PipelineConfig) -> tuple[dict, dict]:
     return est, numbers
 
 
-def stage_simulate(est: Estimates, cfg: PipelineConfig) -> tuple[Simulation, dict]:
+def stage_simulate(
+    est: Estimates, cfg: PipelineConfig, rec: dict | None = None
+) -> tuple[Simulation, dict]:
+    """The LE-ODE driven by α̂, β̂ (class-mean paths, paper Fig. 5) and, given the record,
+    the LE-SDE driven by α̂, β̂ and Σ̂(t) for per-sample clouds (`_sde_clouds`)."""
     from lesde.analysis.fit import relative_difference
     from lesde.simulate.from_estimates import simulate_from_estimates
 
@@ -272,7 +276,77 @@ def stage_simulate(est: Estimates, cfg: PipelineConfig) -> tuple[Simulation, dic
             }
     numbers["rd_late"] = {H: numbers[f"own_{H}"]["rd_late"] for H in ("I", "L")}
     numbers["rd_late_paper"] = {H: numbers[f"paper_{H}"]["rd_late"] for H in ("I", "L")}
-    return Simulation(ts, xbar, runs["own"], runs["paper"]), numbers
+    clouds: dict[str, dict[str, np.ndarray]] = {}
+    if rec is not None:
+        try:
+            clouds, numbers["sde"] = _sde_clouds(est, rec, cfg)
+        except ValueError as err:  # e.g. a class with < 2 probes
+            numbers["sde"] = {"error": str(err)}
+    return Simulation(ts, xbar, runs["own"], runs["paper"], clouds), numbers
+
+
+# checkpoints at which the simulated and genuine clouds' separability is compared (each
+# costs R linear-program checks per model)
+N_SEP_TIMES = 6
+
+
+def _sde_clouds(est: Estimates, rec: dict, cfg: PipelineConfig) -> tuple[dict, dict]:
+    """In-sample LE-SDE clouds: every trial's training probes at the first checkpoint at or
+    after t₀, moved by the LE-SDE with the run's own α̂(t), β̂(t) (the simulation window)
+    and Σ̂(t) = σ̂²(t)·I from the probes' within-class spread (`estimate_diffusion`,
+    negative values taken as 0), to the end; compared with the genuine probes at every
+    later checkpoint (within-class variance, margin-to-noise ratio) and at
+    `N_SEP_TIMES` of them (separable fraction of trials)."""
+    from lesde.analysis.separation import is_separable
+    from lesde.estimate.diffusion import estimate_diffusion, within_class_variance
+    from lesde.forecasting.backtest import min_gap_ratio
+    from lesde.simulate.clouds import simulate_clouds
+
+    K = rec["K"]
+    tr = _train_probes(rec)
+    Z = np.asarray(rec["probe_logits"][:, :, tr], dtype=float)  # (R, C, P, K)
+    lab = np.asarray(rec["probe_label"])[tr]
+    cts = np.asarray(rec["checkpoint_step"], dtype=float)
+    d = estimate_diffusion(cts, Z, lab, K)
+    s2 = np.maximum(np.nan_to_num(d.sigma2), 0.0)
+    c0 = int(np.searchsorted(cts, est.ts[est.t0_index]))
+    if c0 >= cts.size - 1:
+        raise ValueError("no checkpoint after t₀ to simulate the clouds to")
+    out_ts = cts[c0:]
+    gen = Z[:, c0:]  # (R, C', P, K)
+    sep_idx = np.unique(np.linspace(0, out_ts.size - 1, N_SEP_TIMES).round().astype(int))
+    clouds: dict[str, dict[str, np.ndarray]] = {}
+    sep_gen = np.array([np.mean([is_separable(z, lab) for z in gen[:, j]]) for j in sep_idx])
+    spread_gen = within_class_variance(gen, lab, K).mean(axis=0)
+    ratio_gen = np.array([np.nanmedian(min_gap_ratio(gen[:, j], lab, K))
+                          for j in range(out_ts.size)])  # fmt: skip
+    numbers: dict[str, Any] = {"t_start": float(out_ts[0]), "n_sep_times": int(sep_idx.size)}
+    for H in ("I", "L"):
+        a = _fill_nan(est.models[H].alpha_sim)
+        b = _fill_nan(est.models[H].beta_sim)
+        sim = simulate_clouds(
+            out_ts, lambda t, a=a: np.interp(t, est.ts, a), lambda t, b=b: np.interp(t, est.ts, b),
+            lambda t: np.interp(t, cts, s2), Z[:, c0], lab, model=H, seed=cfg.seed,
+        )  # fmt: skip
+        with np.errstate(over="ignore", invalid="ignore"):
+            spread_sim = within_class_variance(sim.clouds, lab, K).mean(axis=1)
+            ratio_sim = np.array([np.nanmedian(min_gap_ratio(c, lab, K)) for c in sim.clouds])
+            finite = [np.isfinite(sim.clouds[j]).all() for j in sep_idx]
+            sep_sim = np.array([
+                np.mean([is_separable(z, lab) for z in sim.clouds[j]]) if ok else np.nan
+                for j, ok in zip(sep_idx, finite, strict=True)
+            ])  # fmt: skip
+        clouds[H] = {
+            "ts": out_ts, "spread_sim": spread_sim, "spread_gen": spread_gen,
+            "ratio_sim": ratio_sim, "ratio_gen": ratio_gen, "sep_ts": out_ts[sep_idx],
+            "sep_sim": sep_sim, "sep_gen": sep_gen,
+        }  # fmt: skip
+        numbers[H] = {
+            "spread_end_sim": float(spread_sim[-1]), "spread_end_gen": float(spread_gen[-1]),
+            "ratio_end_sim": float(ratio_sim[-1]), "ratio_end_gen": float(ratio_gen[-1]),
+            "sep_end_sim": float(sep_sim[-1]), "sep_end_gen": float(sep_gen[-1]),
+        }  # fmt: skip
+    return clouds, numbers
 
 
 def _direct_le(ds, est: Estimates) -> tuple[dict, dict]:
