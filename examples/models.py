@@ -27,10 +27,13 @@ def small_resnet() -> nn.Module:
     """A small residual conv net for 1×32×32 GeoMNIST images, 3 classes (no BatchNorm:
     batch-1 SGD has no batch statistics)."""
     return nn.Sequential(
-        nn.Conv2d(1, 8, 3, stride=2, padding=1), nn.ReLU(),  # 16×16
+        nn.Conv2d(1, 8, 3, stride=2, padding=1),
+        nn.ReLU(),  # 16×16
         _Block(8),
-        nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),  # 8×8
+        nn.Conv2d(8, 16, 3, stride=2, padding=1),
+        nn.ReLU(),  # 8×8
         _Block(16),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
         nn.Linear(16, 3),
     )

@@ -55,8 +55,28 @@ def test_stages_write_their_outputs(run):
         assert (d / f).exists()
     on_disk = json.loads((d / "summary.json").read_text())
     _assert_same_key(on_disk["key"], summary["key"])
-    for k in ("val_acc_final", "r_alpha_L", "r_gamma_I", "rd_late_I", "rd_late_L", "separable"):
-        assert k in summary["key"]
+    # the forecast stage: one row per fit fraction and model, with the contract's keys
+    fc = summary["forecast"]
+    assert [r["fit_fraction"] for r in fc["L"]] == list(CFG.forecast_fractions)
+    assert set(fc) >= {"I", "L", "fractions", "headline_fraction", "errors"}
+
+
+def test_tail_verdict_matches_the_truth(run):
+    """The record's γ = α − β ∝ (1 + t/50)^(−0.5): r_γ = 0.5 < 1, so separable.
+
+    The L-model (the record's own H) must cover 0.5 and exclude 1, pass the power-law fit
+    check and say "separable"; the premise (Σ̂ does not vanish) holds: the particle noise
+    is constant. This seed: 0.46 [0.31, 0.63].
+    """
+    _, summary = run
+    e = summary["estimate"]["L"]
+    lo, hi = e["r_gamma_ci"]
+    assert lo < 0.5 < hi and hi < 1.0
+    assert e["fit_check"]["fits"], e["fit_check"]["why"]
+    assert e["verdict"] == "separable" and summary["key"]["verdict_tail_L"] == "separable"
+    assert summary["estimate"]["noise_premise"]["holds"]
+    # validation accuracy of the particle classes (nearest class mean): separated clouds
+    assert summary["key"]["val_acc_final"] > 0.95
 
 
 def test_estimated_rates_match_the_truth(run):
@@ -65,7 +85,10 @@ def test_estimated_rates_match_the_truth(run):
     Tolerances from the seed-to-seed spread of this record (8 trials × 1500 steps),
     measured over 12 seeds: the late-mean relative error of α̂ has sd 0.059 (mean 0.002),
     that of β̂ sd 0.60 (β is 6× smaller than α, and both carry the same absolute noise).
-    3 sd: 0.18 for α̂, 1.8·|β| for β̂ (this seed: 0.030 and 0.016).
+    3 sd: 0.18 for α̂, 1.8·|β| for β̂ (this seed: 0.030 and 0.016). β̂'s sign is not
+    asserted: its error is not trial noise (at 32 trials the sd over 12 seeds was 0.72,
+    one seed +2.3; with β three times larger, 8 trials, 0.42 and a mean of −0.30), so
+    at this size the sign of β̂ alone is not identified; γ̂ = α̂ − β̂ > 0 is.
     """
     d, _ = run
     est = pl.load_npz(d / "estimates.npz")
@@ -182,9 +205,19 @@ def test_lesde_run_geomnist_tiny_end_to_end(tmp_path):
     assert (out / "train" / "meta.json").exists() and (out / "report.html").exists()
     assert (out / "figures" / "fig3_estimates.pdf").exists()
     key = s["key"]
-    assert 0.0 <= key["val_acc_final"] <= 1.0
-    for k in ("r_alpha_L", "rd_late_I", "rd_late_L"):
+    # the tiny scale (4 trials × a few hundred steps) stays at chance (1/3): the run must
+    # be flagged as not learned, with the record's own accuracy
+    import lesde
+
+    val = lesde.open_run(out / "train")["val_acc"].values[:, -1].mean()
+    assert key["val_acc_final"] == pytest.approx(float(val))
+    lr = s["analyse"]["learning"]
+    assert lr["learned"] == bool(val - 1 / 3 >= lr["margin"] and lr["loss_ratio"] < 0.95)
+    if not lr["learned"]:  # then every verdict carries the warning
+        assert any("did not learn" in line for line in s["notes"]), s["notes"]
+    for k in ("rd_late_I", "rd_late_L", "r_gamma_L"):
         assert np.isfinite(key[k])
+    assert len(s["forecast"]["L"]) >= 1 and s["headline"]
     assert s["analyse"]["direct"]["available"]
     est = pl.load_npz(out / "estimates.npz")
     assert est["xbar"].shape[1:] == (3, 3) and est["xbar_trials"].shape[0] == 4
@@ -227,7 +260,13 @@ def test_stage_written_by_an_older_version_is_recomputed(tmp_path):
 
     s2 = pl.run_pipeline(tmp_path, experiment="s", config={}, train=must_not_train, cfg=CFG,
                          log=calls.append)  # fmt: skip
-    assert [c.split(":")[0] for c in calls] == ["train", "estimate", "simulate", "analyse"]
+    assert [c.split(":")[0] for c in calls] == [
+        "train",
+        "estimate",
+        "simulate",
+        "analyse",
+        "forecast",
+    ]
     assert s2["stages"]["estimate"]["version"] == pl.STAGE_VERSIONS["estimate"]
     assert s2["stages"]["analyse"]["finished"] >= s2["stages"]["estimate"]["finished"]
 

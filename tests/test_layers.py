@@ -30,6 +30,7 @@ LAYERS: list[list[str]] = [
         "lesde.experiments.config",
         "lesde.experiments.synthetic",
         "lesde.experiments.stages",
+        "lesde.experiments.headline",
         "lesde.experiments.forecast",
         "lesde.experiments.pipeline",
         "lesde.experiments.separation",

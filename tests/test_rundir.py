@@ -242,7 +242,13 @@ def test_damaged_stage_files_and_summary_are_recomputed(tmp_path):
     log: list[str] = []
     with pytest.warns(UserWarning, match="estimates.npz: damaged"):
         pl.run_pipeline(tmp_path, experiment="s", config={}, train=train, cfg=cfg, log=log.append)
-    assert [m.split(":")[0] for m in log] == ["train", "estimate", "simulate", "analyse"]
+    assert [m.split(":")[0] for m in log] == [
+        "train",
+        "estimate",
+        "simulate",
+        "analyse",
+        "forecast",
+    ]
     again = pl.load_npz(tmp_path / "estimates.npz")
     np.testing.assert_array_equal(again["A_L"], ref["A_L"])
     (tmp_path / "summary.json").write_text("{broken")

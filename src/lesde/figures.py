@@ -19,9 +19,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from lesde.experiments.outputs import Analysis, Estimates, Simulation  # noqa: E402
+from lesde.experiments.outputs import Analysis, Estimates, Forecasts, Simulation  # noqa: E402
 from lesde.experiments.stages import projection_direction  # noqa: E402
 from lesde.plots import dynamics as dyn  # noqa: E402
+from lesde.plots import forecast as fcp  # noqa: E402
 from lesde.plots import label_noise as ln  # noqa: E402
 from lesde.rundir import load_npz, load_summary  # noqa: E402
 
@@ -36,6 +37,10 @@ FIGURE_TITLES = {
     "direct_vs_inverted": "Direct (step-level) vs inverted α̂, β̂",
     "etf": "ETF deviation of class-mean logits over time (neural collapse)",
     "margin_noise": "Margin-to-noise ratio ρ(t) and the diffusion Σ̂(t) from the probes' spread",
+    "forecast": "Out-of-sample forecast: fitted on t ≤ f·T, the LE-ODE's class means after the "
+    "cut against the genuine ones and two baselines (one panel per f)",
+    "sde_clouds": "The LE-SDE with its estimated noise Σ̂(t): within-class spread and "
+    "separable fraction of the simulated clouds vs the genuine probes",
     "fig4_label_noise": "Fig. 4: phase transition of separability vs p_err",
     "sample_size": "Final metrics and tail indices vs samples per class",
     "separation": "Separation phase transition (Theorems 2.1, 3.1), 95% Wilson bands",
@@ -171,7 +176,7 @@ def _single_run(run_dir: Path, summary: dict, out: Path) -> list[Path]:
         )
         pos = keep & (ana.diffusion["sigma2"] > 0)
         ax.loglog(cts[pos], ana.diffusion["sigma2"][pos], ".", color="C3",
-                  label="σ̂²(t) = dV/dt / (1 − 1/n)")  # fmt: skip
+                  label="σ̂²(t) = dV/dt")  # fmt: skip
         ax.set_xlabel("iteration t")
         ax.set_title("diffusion estimated from the train probes' spread")
         ax.legend(fontsize=7)
@@ -180,7 +185,47 @@ def _single_run(run_dir: Path, summary: dict, out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(6, 4))
     dyn.plot_etf(ana.checkpoint_step, ana.etf_trials, etf_mean_path=ana.etf_mean_path, ax=ax)
     _save(fig, out, "etf", written)
+    _forecast_figures(run_dir, summary, out, sim, est, nu, names, written)
     return written
+
+
+def _forecast_figures(run_dir, summary, out, sim, est, nu, names, written) -> None:
+    """The forecast panels (one per fit fraction, a row per H model) and the LE-SDE clouds."""
+    if (run_dir / "forecast.npz").exists():
+        fcs = Forecasts.from_arrays(load_npz(run_dir / "forecast.npz"))
+        rows = summary.get("forecast", {})
+        n = max((len(v) for v in fcs.runs.values()), default=0)
+        if n:
+            fig, axes = plt.subplots(2, n, figsize=(4.2 * n, 7.4), squeeze=False)
+            for i, H in enumerate(("I", "L")):
+                for j, r in enumerate(fcs.runs.get(H, [])):
+                    sc = rows.get(H, [{}] * n)[j] if j < len(rows.get(H, [])) else {}
+                    before = est.ts <= r.t_cut
+                    title = (f"{H}-model, fit on f = {r.fit_fraction:g}: RD "
+                             f"{sc.get('rd', np.nan):.2f} (persistence "
+                             f"{sc.get('rd_persistence', np.nan):.2f}, skill "
+                             f"{sc.get('skill', np.nan):+.2f})")  # fmt: skip
+                    fcp.plot_forecast(
+                        r.ts, r.mean, r.lo, r.hi, r.genuine, r.persistence, r.trend, nu, r.t_cut,
+                        fit_ts=est.ts[before], fit_genuine=est.xbar[before], class_names=names,
+                        title=title, ax=axes[i, j],
+                    )  # fmt: skip
+            _save(fig, out, "forecast", written)
+    if sim.clouds:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        any_c = next(iter(sim.clouds.values()))
+        fcp.plot_cloud_spread(
+            any_c["ts"], {f"LE-SDE, {H}-model (α̂, β̂, Σ̂ in sample)": c["spread_sim"]
+                          for H, c in sim.clouds.items()},
+            genuine=any_c["spread_gen"], ax=axes[0],
+        )  # fmt: skip
+        axes[0].set_title("within-class spread: simulated clouds vs genuine")
+        fcp.plot_cloud_separability(
+            any_c["sep_ts"], {f"LE-SDE, {H}-model": c["sep_sim"] for H, c in sim.clouds.items()},
+            genuine=any_c["sep_gen"], ax=axes[1],
+        )  # fmt: skip
+        axes[1].set_title("separable fraction of trials over time")
+        _save(fig, out, "sde_clouds", written)
 
 
 def _points(run_dir: Path, summary: dict) -> list[tuple[float, list[Path], list[dict]]]:

@@ -61,19 +61,34 @@ _KEY_LABELS: dict[str, tuple[str, str]] = {
     "r_alpha_L": ("r̂_α (L-model)", "tail index of Â (fit), 95 % bootstrap interval"),
     "r_beta_L": ("r̂_β (L-model)", "tail index of B̂ (fit), 95 % bootstrap interval"),
     "r_gamma_L": ("r̂_γ (L-model)", "tail index of Â − B̂; < 1 predicts separation"),
-    "verdict_tail_I": ("tail-index verdict (I-model)", "interval of r̂_γ below / above / across 1"),
-    "verdict_tail_L": ("tail-index verdict (L-model)", "interval of r̂_γ below / above / across 1"),
+    "verdict_tail_I": (
+        "tail-index verdict (I-model)",
+        "prediction: r̂_γ < / > / ≈ 1, or withheld when the power law does not fit or Σ̂ vanishes",
+    ),
+    "verdict_tail_L": (
+        "tail-index verdict (L-model)",
+        "prediction: r̂_γ < / > / ≈ 1, or withheld when the power law does not fit or Σ̂ vanishes",
+    ),
+    "forecast_fit_fraction": ("forecast: fraction fitted", "f: fit on t ≤ f·T, forecast the rest"),
+    "forecast_rd_L": ("forecast RD (L-model)", "prediction: class means after the cut"),
+    "forecast_rd_persistence_L": ("persistence RD", "baseline: class means held at the cut"),
+    "forecast_skill_L": ("forecast skill (L-model)", "1 − RD / RD persistence; > 0 beats it"),
+    "forecast_sep_predicted_L": ("predicted separable trials", "prediction: LE-SDE clouds at T"),
     "r_gamma_below_1_I": ("share of resamples r̂_γ < 1 (I)", "bootstrap over trials"),
     "r_gamma_below_1_L": ("share of resamples r̂_γ < 1 (L)", "bootstrap over trials"),
-    "margin_noise_slope_I": ("margin-to-noise exponent (I)", "d log ρ / d log t; > 0: margin wins"),
-    "margin_noise_slope_L": ("margin-to-noise exponent (L)", "d log ρ / d log t; > 0: margin wins"),
-    "verdict_margin_noise_I": ("margin-to-noise verdict (I)", "interval of the exponent vs 0"),
-    "margin_noise_ratio_final": ("margin-to-noise ratio (final)", "class-mean gap / sd, median"),
+    "margin_noise_slope_I": (
+        "margin-to-noise exponent (I)",
+        "measurement: d log ρ / d log t on the tail window (no verdict)",
+    ),
+    "margin_noise_slope_L": (
+        "margin-to-noise exponent (L)",
+        "measurement: d log ρ / d log t on the tail window (no verdict)",
+    ),
+    "margin_noise_ratio_final": ("gap / sd at the end", "measurement: class-mean gap / sd, median"),
     "margin_noise_threshold": ("ρ*", "ratio at which Gaussian clouds separate half the time"),
-    "verdict_margin_noise_level": ("finite-time verdict", "ratio's interval above / below ρ*"),
-    "verdict_margin_noise_L": ("margin-to-noise verdict (L)", "interval of the exponent vs 0"),
-    "rd_late_I": ("RD late, I-model", "mean RD over the last quarter of training"),
-    "rd_late_L": ("RD late, L-model", "mean RD over the last quarter of training"),
+    "verdict_margin_noise_level": ("finite-time reading", "measurement: ratio above / below ρ*"),
+    "rd_late_I": ("RD late, I-model", "in-sample fit: last quarter of training"),
+    "rd_late_L": ("RD late, L-model", "in-sample fit: last quarter of training"),
     "direct_alpha_sign_agrees": ("direct α̂ sign = inverted", "step-level vs L-inversion"),
     "val_acc_transition": ("p_err where accuracy falls", "crosses (1 + 1/K)/2, interpolated"),
     "r_gamma_L_crosses_1_at": ("p_err where r̂_γ crosses 1", "L-model, interpolated"),
@@ -135,7 +150,68 @@ def _with_ci(v: Any, ci: Any) -> str:
     return _fmt(v)
 
 
-_VERDICT_CLASS = {"separable": "ok", "not separable": "bad", "undetermined": "muted"}
+_VERDICT_CLASS = {"separable": "ok", "not separable": "bad", "undetermined": "muted",
+                  "power law does not fit": "muted", "not applicable": "muted"}  # fmt: skip
+
+
+def _headline(summary: dict) -> str:
+    """What was measured, then what the fitted LE-SDE predicts (`lesde.experiments.headline`)."""
+    rows = summary.get("headline") or []
+    if not rows:
+        return ""
+    body = []
+    for r in rows:
+        agrees = {True: ("agrees", "ok"), False: ("disagrees", "bad"), None: ("—", "muted")}[
+            r["agrees"]
+        ]
+        body.append(
+            f"<tr><td class='muted'>{html.escape(r['kind'])}</td><td>{html.escape(r['what'])}"
+            f"</td><td>{html.escape(r['value'])}</td><td class='{agrees[1]}'>{agrees[0]}</td>"
+            f"<td class='muted'>{html.escape(r.get('why') or '')}</td></tr>"
+        )
+    return (
+        "<h2>Headline</h2><p class='muted'>A <i>measurement</i> is read off the genuine "
+        "record; a <i>prediction</i> is what the LE-SDE fitted on it predicts (the forecast "
+        "uses only the start of the run); an <i>in-sample fit</i> drives the model with rates "
+        "estimated from the very trajectory it is compared with.</p><table id='headline'>"
+        "<tr><th>kind</th><th>what</th><th>value</th><th>vs the measurement</th><th>why</th>"
+        f"</tr>{''.join(body)}</table>"
+    )
+
+
+def _forecast_table(summary: dict) -> str:
+    """Per fit fraction and H model: the forecast's scores beside the baselines."""
+    fc = summary.get("forecast", {})
+    if not (fc.get("I") or fc.get("L")):
+        return ""
+    cols = ("fit_fraction", "t_cut", "rd", "rd_end", "rd_persistence", "rd_trend", "skill",
+            "sep_fraction_predicted", "sep_fraction_genuine", "ratio_predicted_end",
+            "ratio_genuine_end")  # fmt: skip
+    head = "".join(f"<th>{c.replace('_', ' ')}</th>" for c in cols)
+    rows = []
+    for H in ("I", "L"):
+        for r in fc.get(H, []):
+            cells = "".join(
+                f"<td class='num'>{_with_ci(r.get(c), r.get('rd_ci') if c == 'rd' else None)}"
+                "</td>" for c in cols
+            )  # fmt: skip
+            rows.append(f"<tr><td>{H}</td>{cells}</tr>")
+    return (
+        "<h2>Out-of-sample forecast</h2><p class='muted'>For each fraction f the estimators "
+        "see only t ≤ f·T (class means, t₀, tail fits of Â, B̂ and of the within-class "
+        "variance); from the genuine state at the cut the LE-ODE predicts the class means "
+        "and the LE-SDE (with the extrapolated Σ̂) every trial's probe cloud to T. RD is "
+        "averaged over the grid after the cut (its 95 % band: bootstrap over trials); "
+        "persistence holds the class means at the cut; the log-time trend continues their "
+        "slope against log(1+t) on the fit window; skill = 1 − RD / RD persistence. "
+        "Separable fractions: linear programs on the predicted clouds and on the genuine "
+        "probes at T.</p><table><tr><th>H</th>"
+        + head
+        + "</tr>"
+        + "".join(rows)
+        + "</table>"
+        + "".join(f"<p class='muted'>{html.escape(e)}</p>" for e in fc.get("errors", []))
+    )
 
 
 _NOT_MEANINGFUL = ("r_", "verdict_", "margin_noise_", "separable")
@@ -171,10 +247,9 @@ def _points_table(run_dir: Path, summary: dict) -> str:
     if not pts:
         return ""
     param = summary.get("parameter", "value")
-    cols = ["val_acc_final", "separable_fraction_final", "r_gamma_I", "verdict_tail_I",
-            "r_gamma_L", "verdict_tail_L", "margin_noise_slope_L", "verdict_margin_noise_L",
-            "margin_noise_ratio_final", "verdict_margin_noise_level", "rd_late_I",
-            "rd_late_L"]  # fmt: skip
+    cols = ["val_acc_final", "separable_fraction_final", "forecast_sep_predicted_L",
+            "forecast_skill_L", "r_gamma_L", "verdict_tail_L", "margin_noise_ratio_final",
+            "verdict_margin_noise_level", "rd_late_L"]  # fmt: skip
     head = "".join(f"<th>{html.escape(_KEY_LABELS.get(c, (c,))[0])}</th>" for c in cols)
     rows = []
     for p in sorted(pts, key=lambda q: q["value"]):
@@ -263,8 +338,10 @@ def write_report(run_dir: Path | str, *, out: Path | str | None = None) -> Path:
             "imitation numbers describe networks near their initialisation and are not "
             "meaningful.</p>"
         )
+    parts.append(_headline(summary))
     if summary.get("key"):
         parts += ["<h2>Key numbers</h2>", _key_table(summary["key"])]
+    parts.append(_forecast_table(summary))
     parts.append(_points_table(run_dir, summary))
     parts.append(_sensitivity_table(summary))
     if summary.get("notes"):
@@ -281,7 +358,8 @@ def write_report(run_dir: Path | str, *, out: Path | str | None = None) -> Path:
             f"src='data:image/png;base64,{b64}'><figcaption>{html.escape(f['title'])} "
             f"(<code>figures/{f['name']}.pdf</code>)</figcaption></figure>"
         )
-    detail = {k: summary.get(k) for k in ("estimate", "simulate", "analyse") if k in summary}
+    detail = {k: summary.get(k) for k in ("estimate", "simulate", "analyse", "forecast")
+              if k in summary}  # fmt: skip
     if detail:
         parts += [
             "<h2>All numbers</h2><pre>",

@@ -28,6 +28,7 @@ __all__ = [
     "add_overwrite",
     "add_cifar_root",
     "print_key_numbers",
+    "print_headline",
 ]
 
 
@@ -158,6 +159,18 @@ def _fmt(v) -> str:
     if isinstance(v, list | tuple) and all(isinstance(x, float) for x in v):
         return "[" + ", ".join(f"{x:.4g}" for x in v) + "]"
     return str(v)
+
+
+def print_headline(summary: dict) -> None:
+    """What the run measured and what the fitted LE-SDE predicts, before the key numbers."""
+    from lesde.experiments.headline import headline_lines
+
+    lines = headline_lines(summary.get("headline") or [])
+    if lines:
+        print("headline:")
+        for line in lines:
+            print(f"  {line}")
+        print("key numbers:")
 
 
 def print_key_numbers(key: dict) -> None:

@@ -13,7 +13,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lesde.commands._options import add_overwrite, existing_dir, out_dir, print_key_numbers
+from lesde.commands._options import (
+    add_overwrite,
+    existing_dir,
+    out_dir,
+    print_headline,
+    print_key_numbers,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,6 +58,7 @@ def main(args: argparse.Namespace) -> int:
         else:
             check_identity(out, experiment="analyse", config={"source": source})
         summary = analyse(args.path, out, logits=args.logits)
+    print_headline(summary)
     print_key_numbers(summary.get("key") or {})
     print(f"open {out / 'report.html'}")
     return 0

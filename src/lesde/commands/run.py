@@ -17,6 +17,7 @@ from lesde.commands._options import (
     add_overwrite,
     out_dir,
     positive_int,
+    print_headline,
     print_key_numbers,
     seed,
 )
@@ -104,6 +105,7 @@ def main(args: argparse.Namespace) -> int:
             print(run_separation(cfg, out, tiny=args.scale == "tiny")["key"]["collapse"])
         else:
             summary = mod.run(cfg, out)
+            print_headline(summary)
             print_key_numbers(summary.get("key") or {})
             for note in summary.get("notes") or []:
                 if note.startswith("WARNING"):

@@ -6,9 +6,12 @@ and fit the tail indices (`lesde.estimate.tail`). The percentile interval of the
 resampled r̂ carries the between-trial variability; the share of resamples with
 r̂_γ < 1 says how often the verdict would flip.
 
-The verdict is three-valued (Theorem 3.1 predicts separation iff r_γ < 1): "separable"
-when the whole interval lies below 1, "not separable" when above, "undetermined" when
-it straddles 1.
+The interval's verdict is three-valued (Theorem 3.1 predicts separation iff r_γ < 1):
+"separable" when the whole interval lies below 1, "not separable" when above,
+"undetermined" when it straddles 1. `tail_verdict` adds the two values that withhold it:
+"power law does not fit" when the fit of Γ fails its goodness-of-fit check
+(`lesde.estimate.tail_check`), and "not applicable" when the theorem's premise fails on
+the run (the noise vanishes on the tail window, `lesde.estimate.diffusion.noise_premise`).
 """
 
 from __future__ import annotations
@@ -22,9 +25,17 @@ from lesde.estimate.ab import estimate_ab
 from lesde.estimate.class_means import class_sums_from_samples  # noqa: F401 (its home)
 from lesde.estimate.tail import fit_tail_many
 
-__all__ = ["VERDICTS", "verdict", "bootstrap_tail_indices", "class_sums_from_samples"]
+__all__ = [
+    "VERDICTS",
+    "TAIL_VERDICTS",
+    "verdict",
+    "tail_verdict",
+    "bootstrap_tail_indices",
+    "class_sums_from_samples",
+]
 
 VERDICTS = ("separable", "not separable", "undetermined")
+TAIL_VERDICTS = VERDICTS + ("power law does not fit", "not applicable")
 
 
 def verdict(lo: float, hi: float, threshold: float = 1.0) -> str:
@@ -37,6 +48,26 @@ def verdict(lo: float, hi: float, threshold: float = 1.0) -> str:
     if lo > threshold:
         return "not separable"
     return "undetermined"
+
+
+def tail_verdict(
+    lo: float, hi: float, *, fit_check: Any = None, premise: dict | None = None
+) -> tuple[str, str]:
+    """The tail-index verdict and why: the premise first, then the fit, then the interval.
+
+    Args:
+        lo, hi: the interval of r̂_γ.
+        fit_check: a `lesde.estimate.tail_check.TailCheck` of the fit of Γ (None: not checked).
+        premise: `noise_premise` of the run (None: not checked).
+
+    Returns:
+        (value from `TAIL_VERDICTS`, the reason in one line: "" for an interval verdict).
+    """
+    if premise is not None and premise.get("holds") is False:
+        return "not applicable", premise.get("why", "")
+    if fit_check is not None and not fit_check.fits:
+        return "power law does not fit", fit_check.why
+    return verdict(lo, hi), ""
 
 
 def bootstrap_tail_indices(

@@ -351,13 +351,15 @@ def rate_slope_index(
     return float(-slope)
 
 
-def warn_unidentified(fit: TailFit, stacklevel: int = 3) -> None:
-    """One warning for a fit whose interval reaches a search bound."""
+def warn_unidentified(fit: TailFit, stacklevel: int = 3, *, name: str = "") -> None:
+    """One warning for a fit whose interval reaches a search bound, naming the series
+    (``name``: "Â", "B̂", "Â − B̂") and the window."""
     if fit.identifiable:
         return
     t1, t2 = fit.t_range
+    what = f"tail_index of {name}" if name else "tail_index"
     warnings.warn(
-        f"tail_index: s is not identified by the data on t_range=({t1:g}, {t2:g}): its "
+        f"{what}: s is not identified by the data on t_range=({t1:g}, {t2:g}): its "
         f"{fit.level:.0%} interval [{fit.lo:.2f}, {fit.hi:.2f}] reaches the search bound "
         f"{list(S_BOUNDS)}; ŝ = {fit.s:.3f} is not a reliable value (a longer run, a "
         "later or wider window, or less noise would help)",

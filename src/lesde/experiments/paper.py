@@ -309,20 +309,31 @@ def claims(out: Path, status: dict) -> list[dict[str, Any]]:
         "geomnist", imitates)  # fmt: skip
 
     def fails(s):
+        # scored by the model's prediction (the forecast's separable fraction at T, L-model,
+        # fitted on the start of each run), shown beside the measured fact (the LP
+        # separability of the trained probes); reproduced only when both follow the claim
         k = s.get("key", {})
-        pts = _points(k, "verdict_margin_noise_level")
-        accs = _points(k, "val_acc")
-        hi = {p: v for p, v in pts.items() if p >= 2 / 3 - 1e-3}
-        lo = {p: v for p, v in pts.items() if p <= 0.3}
-        ok = (
-            bool(hi)
-            and all(v != "separable" for v in hi.values())
-            and bool(lo)
-            and all(v == "separable" for v in lo.values())
+        measured = _points(k, "separable_fraction")
+        predicted = _points(k, "sep_fraction_predicted_L")
+
+        def follows(pts: dict) -> bool:
+            hi = [v for p, v in pts.items() if p >= 2 / 3 - 1e-3 and v is not None]
+            lo = [v for p, v in pts.items() if p <= 0.3 and v is not None]
+            return bool(hi and lo) and all(v < 0.5 for v in hi) and all(v >= 0.5 for v in lo)
+
+        ok_m, ok_p = follows(measured), follows(predicted)
+        text = "separable trials by p_err, measured (predicted by the LE-SDE forecast): " + (
+            ", ".join(
+                f"{p:.2g}: {v:.0%} ({predicted.get(p, float('nan')):.0%})"
+                for p, v in sorted(measured.items())
+                if v is not None
+            )  # fmt: skip
         )
-        return ok, ("finite-time verdict by p_err: " + ", ".join(
-            f"{p:.2g}: {v} (acc {accs.get(p, float('nan')):.2f})" for p, v in sorted(pts.items())
-        ))  # fmt: skip
+        if ok_m and not ok_p:
+            text += "; the measurement follows the claim, the model's prediction does not"
+        elif ok_p and not ok_m:
+            text += "; the model's prediction follows the claim, the measurement does not"
+        return ok_m and ok_p, text
 
     add("Separation fails for p_err ≥ 2/3 and holds for small p_err (Fig. 4)", "label-noise",
         fails)  # fmt: skip

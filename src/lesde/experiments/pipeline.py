@@ -50,8 +50,9 @@ from lesde.experiments.config import (
     le_steps_for,
 )
 from lesde.experiments.forecast import stage_forecast as _stage_forecast
+from lesde.experiments.headline import headline, key_numbers, verdict_notes
 from lesde.experiments.outputs import Analysis, Estimates, Simulation
-from lesde.experiments.stages import key_numbers, learning_check, verdict_notes
+from lesde.experiments.stages import learning_check
 from lesde.experiments.stages import record_arrays as _record_arrays
 from lesde.experiments.stages import stage_analyse as _stage_analyse
 from lesde.experiments.stages import stage_estimate as _stage_estimate
@@ -188,6 +189,7 @@ def run_pipeline(
         _mark(run_dir, summary, "forecast", ["forecast.npz"], time.perf_counter() - t)
         log(f"forecast: {time.perf_counter() - t:.1f} s")
 
+    summary["headline"] = headline(summary)
     summary["key"] = key_numbers(summary)
     summary["notes"] = verdict_notes(summary)
     write_json_atomic(run_dir / SUMMARY, summary)

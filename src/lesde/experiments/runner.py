@@ -136,10 +136,11 @@ def run_points(
                     (x for x, lv in zip(xs, lvls, strict=True)
                      if lv.get("verdict") == "not separable"), None,
                 )  # fmt: skip
-            key[f"margin_noise_{H}_not_separable_at"] = next(
-                (x for x, m in zip(xs, mns, strict=True) if m.get("verdict") == "not separable"),
-                None,
-            )
+            # the exponent's trend is a measurement: where it first turns negative
+            key[f"margin_noise_{H}_negative_at"] = next(
+                (x for x, m in zip(xs, mns, strict=True)
+                 if np.isfinite(m.get("slope", np.nan)) and m["slope"] < 0), None,
+            )  # fmt: skip
     for i, (v, s) in enumerate(rows):
         key[f"val_acc at {parameter}={v:.3g}"] = acc[i]
         for H in ("L", "I"):
@@ -148,9 +149,15 @@ def run_points(
             if "r_gamma_ci" in e:
                 key[f"r_gamma_{H} at {parameter}={v:.3g}_ci"] = e["r_gamma_ci"]
                 key[f"verdict_tail_{H} at {parameter}={v:.3g}"] = e["verdict"]
-            mn = s["analyse"].get("margin_noise", {}).get(H)
-            if mn:
-                key[f"verdict_margin_noise_{H} at {parameter}={v:.3g}"] = mn["verdict"]
+            f_head = s.get("forecast", {}).get("headline_fraction")
+            fc = next(
+                (r for r in s.get("forecast", {}).get(H, []) if r["fit_fraction"] == f_head), None
+            )
+            if fc:
+                key[f"forecast_skill_{H} at {parameter}={v:.3g}"] = fc["skill"]
+                key[f"sep_fraction_predicted_{H} at {parameter}={v:.3g}"] = fc[
+                    "sep_fraction_predicted"
+                ]
         key[f"separable_fraction at {parameter}={v:.3g}"] = s["analyse"].get(
             "separable_fraction_final"
         )

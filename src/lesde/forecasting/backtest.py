@@ -285,9 +285,15 @@ def backtest(
     cloud_ts = cts[c_cut:]
     noise_seed = int(np.random.SeedSequence([seed, 0xC10D]).generate_state(1)[0])
     sim = simulate_clouds(cloud_ts, ra, rb, sigma2, Z[:, c_cut], lab, model=model, seed=noise_seed)
-    spread_pred = within_class_variance(sim.clouds, lab, K).mean(axis=1)  # (C',)
-    ratio_pred = np.array([np.nanmedian(min_gap_ratio(c, lab, K)) for c in sim.clouds])
-    sep_pred = float(np.mean([is_separable(c, lab) for c in sim.clouds[-1]]))
+    # a forecast whose drift diverges (inf or NaN) is scored as such: NaN, "diverged"
+    diverged = not (np.isfinite(sim.clouds).all() and np.isfinite(mean).all())
+    with np.errstate(invalid="ignore", over="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        spread_pred = within_class_variance(sim.clouds, lab, K).mean(axis=1)  # (C',)
+        ratio_pred = np.array([np.nanmedian(min_gap_ratio(c, lab, K)) for c in sim.clouds])
+    end = sim.clouds[-1]
+    sep_pred = (float(np.mean([is_separable(c, lab) for c in end]))
+                if np.isfinite(end).all() else float("nan"))  # fmt: skip
     forecast_rates = {"alpha": ra, "beta": rb, "sigma2": rv}
 
     # ---- scoring: the genuine record after the cut is read from here on ----
@@ -337,6 +343,7 @@ def backtest(
         "predicted_end": mean[-1].tolist(),
         "rates": {k: v.to_json() for k, v in forecast_rates.items()},
         "n_boot": len(rates) - 1,
+        "diverged": diverged,
     }
     return Forecast(
         model=model, fit_fraction=float(fit_fraction), t_cut=t_cut, ts=ts_f, mean=mean, lo=lo,

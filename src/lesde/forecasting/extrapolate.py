@@ -10,6 +10,9 @@ whose derivative is the rate c·(1+t)^(−s)·(1+t_ref)^(s−1): a power law, th
 3.1 assumes. Beyond the cut the rate is that derivative. When the window holds too few
 points or the series does not vary, the rate is held at its mean over the window (the
 increment of Y across it over its length), and the extrapolation says so (``method``).
+Before the window start t_ref the rate is held at its value there: the fitted law says
+nothing about earlier times, and a steep tail (s near its bound 5) evaluated backwards
+would be orders of magnitude off (a cloud started at an early checkpoint reads it).
 """
 
 from __future__ import annotations
@@ -43,11 +46,12 @@ class TailRate:
     t_range: tuple[float, float]
 
     def __call__(self, ts: Any) -> np.ndarray:
-        """The rate at ``ts`` (any shape)."""
+        """The rate at ``ts`` (any shape); held at its t_ref value for t < t_ref."""
         t = np.asarray(ts, dtype=float)
         if self.method == "constant":
             return np.full(t.shape, self.c)
-        return self.c * np.exp(-self.s * (np.log1p(t) - np.log1p(self.t_ref)))
+        lt = np.log1p(np.maximum(t, self.t_ref))
+        return self.c * np.exp(-self.s * (lt - np.log1p(self.t_ref)))
 
     def to_json(self) -> dict[str, Any]:
         return {"method": self.method, "s": self.s, "c": self.c, "t_ref": self.t_ref,
