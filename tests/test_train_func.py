@@ -162,6 +162,20 @@ def test_bad_models_are_refused_by_name(make_net, match):
         train_ensemble(vectors(), _cfg(n_steps=2), model=make_net)
 
 
+def test_a_model_with_the_cnn_backend_is_refused_naming_backend():
+    # the "cnn" engine never calls a factory: training the paper's CNN instead and
+    # returning its record as the user's would be a silent substitution
+    calls = []
+
+    def make_net():
+        calls.append(1)
+        return make_mlp()
+
+    with pytest.raises(ValueError, match="`backend`='cnn'"):
+        train_ensemble(vectors(), _cfg(n_steps=2, backend="cnn"), model=make_net)
+    assert calls == []
+
+
 def test_func_needs_a_model_and_cnn_stays_plain_sgd():
     with pytest.raises(ValueError, match="`model`"):
         train_ensemble(vectors(), _cfg(n_steps=2))

@@ -113,7 +113,8 @@ def train_ensemble(
         data_config: JSON-able description of ``data`` saved in ``config.json`` (the
             CLI uses it to rebuild the data on resume).
         progress: called with the number of steps just done (per trial), every few steps.
-        model: ``backend="func"``: a no-argument factory of one network.
+        model: ``backend="func"``: a no-argument factory of one network (with any
+            other backend it is refused, naming ``backend``).
 
     Returns:
         ``xarray.Dataset`` of the record (`lesde.store` lists its variables). With
@@ -122,7 +123,14 @@ def train_ensemble(
     Raises:
         TrainingDiverged: a loss became non-finite; the data so far are kept and the
             run is marked diverged.
+        ValueError: ``model`` with a backend other than "func".
     """
+    if model is not None and cfg.backend != "func":
+        # the "cnn" engine trains the paper's CNN only: a factory would be ignored
+        raise ValueError(
+            f"`model` needs the 'func' backend (TrainConfig(backend='func', ...)), got "
+            f"`backend`={cfg.backend!r}, which trains the paper's CNN and never calls `model`"
+        )
     if model is None and cfg.backend == "func" and cfg.model is not None:
         from lesde.train.backends import resolve_model
 
