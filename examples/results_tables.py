@@ -32,10 +32,8 @@ def _p_err(name: str) -> str:
 
 
 def _skill(rows: list[dict], f: float) -> str:
-    for r in rows:
-        if abs(r["fit_fraction"] - f) < 1e-9:
-            return f"{r['skill']:+.2f}"
-    return "–"
+    r = _row(rows, f)
+    return f"{r['skill']:+.2f}" if r else "–"
 
 
 def _row(r_f: list[dict], f: float) -> dict | None:
@@ -61,11 +59,16 @@ def forecast_row(label: str, s: dict) -> str:
     )
 
 
-def label_noise_rows() -> list[str]:
-    """The forecast table of the label-noise sweep at the paper's length, one row per p_err."""
+def _sweep_points() -> list[tuple[str, dict]]:
+    """(p_err label, summary) of every point of the label-noise sweep, by p_err."""
     points = sorted((RESULTS / "label-noise-paper" / "points").iterdir(),
                     key=lambda p: float(p.name.split("=")[1]))  # fmt: skip
-    return [forecast_row(_p_err(p.name), _load(p / "summary.json")) for p in points]
+    return [(_p_err(p.name), _load(p / "summary.json")) for p in points]
+
+
+def label_noise_rows() -> list[str]:
+    """The forecast table of the label-noise sweep at the paper's length, one row per p_err."""
+    return [forecast_row(label, s) for label, s in _sweep_points()]
 
 
 def geomnist_row() -> str:
@@ -97,9 +100,7 @@ def measured_row(label: str, s: dict) -> str:
 
 
 def label_noise_measured_rows() -> list[str]:
-    points = sorted((RESULTS / "label-noise-paper" / "points").iterdir(),
-                    key=lambda p: float(p.name.split("=")[1]))  # fmt: skip
-    return [measured_row(_p_err(p.name), _load(p / "summary.json")) for p in points]
+    return [measured_row(label, s) for label, s in _sweep_points()]
 
 
 def geomnist_measured_row() -> str:
