@@ -180,6 +180,19 @@ def _window(t: np.ndarray, t_range: Any, default=None) -> tuple[float, float]:
     return t1, t2
 
 
+def _check_series(ts: Any, Ya: np.ndarray, level: float, arg: str = "Y"):
+    """(t, Ya) after checking ts (> −1, increasing), Ya (m, T) and the level in (0, 1);
+    ``arg`` is the name the error gives the series."""
+    t = check_ts(ts)
+    if Ya.ndim != 2 or Ya.shape[1] != t.size:
+        raise ValueError(f"`{arg}` must be (m, {t.size}) to match `ts`, got {Ya.shape}")
+    if t[0] <= -1:
+        raise ValueError(f"`ts` must be > -1 for log(1 + t), got ts[0]={t[0]}")
+    if not 0 < level < 1:
+        raise ValueError(f"`level` must be in (0, 1), got {level!r}")
+    return t, Ya
+
+
 def fit_tail_many(
     ts: Any,
     Y: Any,
@@ -203,14 +216,7 @@ def fit_tail_many(
     Returns:
         m fits; None for a series with fewer than 4 usable points or no variation.
     """
-    t = check_ts(ts)
-    Ya = np.atleast_2d(np.asarray(Y, dtype=float))
-    if Ya.ndim != 2 or Ya.shape[1] != t.size:
-        raise ValueError(f"`Y` must be (m, {t.size}) to match `ts`, got {Ya.shape}")
-    if t[0] <= -1:
-        raise ValueError(f"`ts` must be > -1 for log(1 + t), got ts[0]={t[0]}")
-    if not 0 < level < 1:
-        raise ValueError(f"`level` must be in (0, 1), got {level!r}")
+    t, Ya = _check_series(ts, np.atleast_2d(np.asarray(Y, dtype=float)), level)
     t1, t2 = _window(t, t_range)
     win = (t >= t1) & (t <= t2)
     out: list[TailFit | None] = [None] * Ya.shape[0]

@@ -71,7 +71,15 @@ from scipy.signal import lfilter
 from scipy.stats import chi2, norm
 from scipy.stats import f as f_dist
 
-from lesde.estimate.tail import _GRID_STEP, S_BOUNDS, TailFit, _basis, _window, fit_tail_many
+from lesde.estimate.tail import (
+    _GRID_STEP,
+    S_BOUNDS,
+    TailFit,
+    _basis,
+    _check_series,
+    _window,
+    fit_tail_many,
+)
 from lesde.model import check_ts
 
 __all__ = ["CHECKS", "TailCheck", "check_tail_fit", "check_tail_fit_many"]
@@ -199,14 +207,7 @@ def check_tail_fit_many(
     Raises:
         ValueError: as `check_tail_fit`.
     """
-    t = check_ts(ts)
-    Ya = np.asarray(Y, dtype=float)
-    if Ya.ndim != 2 or Ya.shape[1] != t.size:
-        raise ValueError(f"`{_arg}` must be (m, {t.size}) to match `ts`, got {Ya.shape}")
-    if t[0] <= -1:
-        raise ValueError(f"`ts` must be > -1 for log(1 + t), got ts[0]={t[0]}")
-    if not 0 < level < 1:
-        raise ValueError(f"`level` must be in (0, 1), got {level!r}")
+    t, Ya = _check_series(ts, np.asarray(Y, dtype=float), level, _arg)
     try:
         fr = [float(f) for f in windows]
     except (TypeError, ValueError) as err:
