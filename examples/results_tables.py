@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from lesde.experiments.summary import ForecastRow, RunSummary, read_summary
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
 
@@ -31,39 +33,39 @@ def _p_err(name: str) -> str:
     return "2/3" if abs(v - 2 / 3) < 1e-3 else f"{v:g}"
 
 
-def _skill(rows: list[dict], f: float) -> str:
+def _skill(rows: list[ForecastRow], f: float) -> str:
     r = _row(rows, f)
-    return f"{r['skill']:+.2f}" if r else "–"
+    return f"{r.skill:+.2f}" if r else "–"
 
 
-def _row(r_f: list[dict], f: float) -> dict | None:
-    return next((r for r in r_f if abs(r["fit_fraction"] - f) < 1e-9), None)
+def _row(r_f: list[ForecastRow], f: float) -> ForecastRow | None:
+    return next((r for r in r_f if abs(r.fit_fraction - f) < 1e-9), None)
 
 
-def forecast_row(label: str, s: dict) -> str:
+def forecast_row(label: str, s: RunSummary) -> str:
     """One row of the forecast table from a run's summary."""
-    fc, est = s["forecast"], s["estimate"]
-    L, I_ = fc.get("L", []), fc.get("I", [])
+    L, I_ = s.forecast_rows("L"), s.forecast_rows("I")
     half = _row(L, 0.5)
-    sep = (f"{half['sep_fraction_predicted']:.0%} ({half['sep_fraction_genuine']:.0%})"
+    sep = (f"{half.sep_fraction_predicted:.0%} ({half.sep_fraction_genuine:.0%})"
            if half else "–")  # fmt: skip
-    e = est.get("L", {})
+    e = s.numbers["estimate"].get("L", {})
     failed = ", ".join(e.get("fit_check", {}).get("failed", [])) or "none"
     if e.get("verdict") == "not applicable":
         failed = "premise: " + e.get("verdict_why", "")
+    m = s.key.models["L"]
     return (
-        f"| {label} | {s['analyse']['separable_fraction_final']:.0%} "
+        f"| {label} | {s.key.separable_fraction_final:.0%} "
         f"| {_skill(L, 0.2)} / {_skill(L, 0.5)} | {_skill(I_, 0.2)} / {_skill(I_, 0.5)} "
-        f"| {sep} | {e.get('verdict', '–')} (r̂_γ {e.get('r_gamma', float('nan')):.2f}) "
+        f"| {sep} | {m.tail_verdict or '–'} (r̂_γ {m.r_gamma:.2f}) "
         f"| {failed} |"
     )
 
 
-def _sweep_points() -> list[tuple[str, dict]]:
+def _sweep_points() -> list[tuple[str, RunSummary]]:
     """(p_err label, summary) of every point of the label-noise sweep, by p_err."""
-    points = sorted((RESULTS / "label-noise-paper" / "points").iterdir(),
-                    key=lambda p: float(p.name.split("=")[1]))  # fmt: skip
-    return [(_p_err(p.name), _load(p / "summary.json")) for p in points]
+    parent = read_summary(RESULTS / "label-noise-paper")
+    return [(_p_err(f"p_err={v}"), s)
+            for v, s in parent.point_summaries(RESULTS / "label-noise-paper")]  # fmt: skip
 
 
 def label_noise_rows() -> list[str]:
@@ -72,9 +74,7 @@ def label_noise_rows() -> list[str]:
 
 
 def geomnist_row() -> str:
-    return forecast_row(
-        "GeoMNIST (paper scale)", _load(RESULTS / "geomnist-paper" / "summary.json")
-    )
+    return forecast_row("GeoMNIST (paper scale)", read_summary(RESULTS / "geomnist-paper"))
 
 
 MEASURED_HEADER = (
@@ -84,18 +84,18 @@ MEASURED_HEADER = (
 )
 
 
-def measured_row(label: str, s: dict) -> str:
+def measured_row(label: str, s: RunSummary) -> str:
     """One row of the measured (and in-sample) numbers of a run."""
-    k = s["key"]
-    lo, hi = k["r_gamma_L_ci"]
-    mlo, mhi = k["margin_noise_ratio_final_ci"]
-    sde = s["simulate"].get("sde", {}).get("L", {})
+    k, m = s.key, s.key.models["L"]
+    lo, hi = m.r_gamma_ci
+    mlo, mhi = k.level["ci"]
+    sde = s.numbers["simulate"].get("sde", {}).get("L", {})
     sep = f"{sde['sep_end_sim']:.0%}" if "sep_end_sim" in sde else "–"
     return (
-        f"| {label} | {k['val_acc_final']:.3f} | {k['separable_fraction_final']:.0%} "
-        f"| {k['r_gamma_L']:.2f} [{lo:.2f}, {hi:.2f}] "
-        f"| {k['margin_noise_ratio_final']:.2f} [{mlo:.2f}, {mhi:.2f}] "
-        f"| {k['rd_late_I']:.2f} / {k['rd_late_L']:.2f} | {sep} |"
+        f"| {label} | {k.val_acc_final:.3f} | {k.separable_fraction_final:.0%} "
+        f"| {m.r_gamma:.2f} [{lo:.2f}, {hi:.2f}] "
+        f"| {k.level['ratio']:.2f} [{mlo:.2f}, {mhi:.2f}] "
+        f"| {k.rd_late['I']:.2f} / {k.rd_late['L']:.2f} | {sep} |"
     )
 
 
@@ -104,26 +104,25 @@ def label_noise_measured_rows() -> list[str]:
 
 
 def geomnist_measured_row() -> str:
-    s = _load(RESULTS / "geomnist-paper" / "summary.json")
-    return measured_row("GeoMNIST (paper scale)", s)
+    return measured_row("GeoMNIST (paper scale)", read_summary(RESULTS / "geomnist-paper"))
 
 
 def demo_sentence() -> str:
     """The README's sentence of the demo's key numbers (docs/results/demo/summary.json)."""
-    s = _load(RESULTS / "demo" / "summary.json")
-    k = s["key"]
-    ci = k["margin_noise_ratio_final_ci"]
+    k = read_summary(RESULTS / "demo").key
+    lv, fc, m = k.level, k.forecast, k.models["L"]
+    ci = lv["ci"]
     return (
-        f"validation accuracy {k['val_acc_final']:.3f}, "
-        f"{k['separable_fraction_final']:.0%} of trials separable, gap/sd at the end "
-        f"{k['margin_noise_ratio_final']:.2f} [{ci[0]:.2f}, {ci[1]:.2f}] against "
-        f"ρ* = {k['margin_noise_threshold']:.2f}; the L-model forecast from the first "
-        f"{k['forecast_fit_fraction']:.0%} has RD {k['forecast_rd_L']:.3f} against "
-        f"persistence {k['forecast_rd_persistence_L']:.3f} (skill "
-        f"{k['forecast_skill_L']:+.2f}) and predicts {k['forecast_sep_predicted_L']:.0%} "
-        f"separable; r̂_γ {k['r_gamma_L']:.2f} [{k['r_gamma_L_ci'][0]:.2f}, "
-        f'{k["r_gamma_L_ci"][1]:.2f}] (L), tail verdict "{k["verdict_tail_L"]}"; RD in '
-        f"late training {k['rd_late_I']:.2f} (I-model) and {k['rd_late_L']:.2f} (L-model)"
+        f"validation accuracy {k.val_acc_final:.3f}, "
+        f"{k.separable_fraction_final:.0%} of trials separable, gap/sd at the end "
+        f"{lv['ratio']:.2f} [{ci[0]:.2f}, {ci[1]:.2f}] against "
+        f"ρ* = {lv['threshold']:.2f}; the L-model forecast from the first "
+        f"{fc.fit_fraction:.0%} has RD {fc.rd:.3f} against "
+        f"persistence {fc.rd_persistence:.3f} (skill "
+        f"{fc.skill:+.2f}) and predicts {fc.sep_fraction_predicted:.0%} "
+        f"separable; r̂_γ {m.r_gamma:.2f} [{m.r_gamma_ci[0]:.2f}, "
+        f'{m.r_gamma_ci[1]:.2f}] (L), tail verdict "{m.tail_verdict}"; RD in '
+        f"late training {k.rd_late['I']:.2f} (I-model) and {k.rd_late['L']:.2f} (L-model)"
     )
 
 

@@ -119,8 +119,8 @@ def test_ray_tasks_give_the_same_sub_runs(paper, tmp_path, monkeypatch):
     # the sub-runs as Ray tasks on a local cluster: the same records as run locally
     import ray  # in the dev extra; `make test` installs it
 
-    from lesde.experiments import paper as paper_mod
     from lesde.store import open_run
+    from lesde.studies import paper as paper_mod
 
     monkeypatch.delenv("LESDE_DATA", raising=False)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -139,8 +139,8 @@ def test_ray_tasks_give_the_same_sub_runs(paper, tmp_path, monkeypatch):
                          [(0.2, 0.5, "reproduced"), (0.6, 0.5, "not reproduced")])  # fmt: skip
 def test_claims_come_out_both_ways(tmp_path, rd_l, rd_i, outcome):
     # the claim verdicts read the sub-runs' summaries: either outcome must be possible
-    from lesde.experiments.paper import claims
     from lesde.rundir import write_json_atomic
+    from lesde.studies.paper import claims
 
     write_json_atomic(tmp_path / "geomnist" / "summary.json",
                       {"key": {"learned": True, "rd_late_L": rd_l, "rd_late_I": rd_i}})  # fmt: skip

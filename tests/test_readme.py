@@ -48,7 +48,7 @@ def test_commands_named_in_readme_exist():
     for name in named:
         assert name in out.stdout, f"README names `lesde {name}`, the CLI does not"
     experiments = set(re.findall(r"^lesde run ([\w-]+)", text, flags=re.M))
-    from lesde.experiments import registry
+    from lesde.studies import registry
 
     for name in experiments:
         registry.get(name)  # raises for an unknown experiment

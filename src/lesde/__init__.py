@@ -70,7 +70,7 @@ _EXPORTS: dict[str, str] = {
     "IncompleteRunError": "lesde.store",
     "PipelineConfig": "lesde.experiments.pipeline",
     "run_pipeline": "lesde.experiments.pipeline",
-    "analyse": "lesde.experiments.analyse",
+    "analyse": "lesde.studies.analyse",
     "draw_figures": "lesde.figures",
     "write_report": "lesde.report",
     "run_sweep": "lesde.sweep",

@@ -21,10 +21,11 @@ import numpy as np  # noqa: E402
 
 from lesde.experiments.outputs import Analysis, Estimates, Forecasts, Simulation  # noqa: E402
 from lesde.experiments.stages import projection_direction  # noqa: E402
+from lesde.experiments.summary import RunSummary, read_summary  # noqa: E402
 from lesde.plots import dynamics as dyn  # noqa: E402
 from lesde.plots import forecast as fcp  # noqa: E402
 from lesde.plots import label_noise as ln  # noqa: E402
-from lesde.rundir import load_npz, load_summary  # noqa: E402
+from lesde.rundir import load_npz  # noqa: E402
 
 __all__ = ["draw_figures", "FIGURE_TITLES"]
 
@@ -58,27 +59,60 @@ def _save(fig, out: Path, name: str, written: list[Path]) -> None:
     plt.close(fig)
 
 
-def _class_names(summary: dict, K: int) -> list[str]:
-    names = summary.get("class_names")
+def _class_names(summary: RunSummary, K: int) -> list[str]:
+    names = summary.class_names
     return list(names) if names and len(names) == K else [f"class {k}" for k in range(K)]
 
 
-def _single_run(run_dir: Path, summary: dict, out: Path) -> list[Path]:
+def _single_run(run_dir: Path, summary: RunSummary, out: Path) -> list[Path]:
+    """Every figure of one training run, from its stage files and numbers."""
     written: list[Path] = []
     est = Estimates.from_arrays(load_npz(run_dir / "estimates.npz"))
     sim = Simulation.from_arrays(load_npz(run_dir / "simulate.npz"))
     ana = Analysis.from_arrays(load_npz(run_dir / "analysis.npz"))
+    names = _class_names(summary, est.xbar.shape[1])
+    nu = _fig1(est, sim, ana, names, out, written)
+    _fig3(est, out, written)
+    _fig5(sim, names, out, written)
+    _rd(sim, summary.numbers.get("simulate", {}).get("late_fraction", 0.25), out, written)
+    if ana.le_matrix:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        le = ana.le_matrix
+        dyn.plot_le_matrix(le["E_ts"], le["E"], le["E_lo"], le["E_hi"], ax=ax)
+        _save(fig, out, "le_matrix", written)
+    if ana.direct:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        dd = ana.direct
+        dyn.plot_direct_vs_inverted(
+            dd["le_steps"], dd["le_alpha"], dd["le_beta"], est.ts, est.models["L"].alpha,
+            est.models["L"].beta, ax=ax,
+        )  # fmt: skip
+        _save(fig, out, "direct_vs_inverted", written)
+    if ana.diffusion:
+        _margin_noise(ana, summary.numbers.get("analyse", {}).get("margin_noise", {}), out,
+                      written)  # fmt: skip
+    fig, ax = plt.subplots(figsize=(6, 4))
+    dyn.plot_etf(ana.checkpoint_step, ana.etf_trials, etf_mean_path=ana.etf_mean_path, ax=ax)
+    _save(fig, out, "etf", written)
+    _forecast_figures(run_dir, summary, out, sim, est, nu, names, written)
+    return written
+
+
+def _fig1(est: Estimates, sim: Simulation, ana: Analysis, names: list[str], out: Path,
+          written: list[Path]) -> np.ndarray:  # fmt: skip
+    """Fig. 1: trajectories and the projection on ν = X̄^k(T) − X̄^l(T), the pair farthest
+    apart (ν and the sampled trained-sample logits were chosen by the analyse stage).
+
+    Returns:
+        ν.
+    """
     ts, xbar = est.ts, est.xbar
     K = xbar.shape[1]
-    names = _class_names(summary, K)
-
-    # Fig. 1: trajectories and projection on ν = X̄^k(T) − X̄^l(T), the pair farthest apart
     fig = plt.figure(figsize=(11, 4.2))
     if xbar.shape[2] >= 3:
         dyn.plot_trajectories_3d(
             xbar, class_names=names, ax=fig.add_subplot(1, 2, 1, projection="3d")
         )
-    # ν and the sampled trained-sample logits were chosen by the analyse stage
     if ana.fig1:
         nu, (k, l) = ana.fig1["nu"], (int(v) for v in ana.fig1["pair"])
         sample_t, sample_proj = ana.fig1["sample_t"], ana.fig1["sample_proj"]
@@ -97,16 +131,22 @@ def _single_run(run_dir: Path, summary: dict, out: Path) -> list[Path]:
     ax.legend(fontsize=7)
     fig.axes[-1].set_title(f"projection on ν ∝ X̄(T) of {names[k]} − X̄(T) of {names[l]}")
     _save(fig, out, "fig1_trajectories", written)
+    return nu
 
-    # Fig. 3
+
+def _fig3(est: Estimates, out: Path, written: list[Path]) -> None:
+    """Fig. 3: Â, B̂ and α̂, β̂ under both H models."""
     fig, axes = plt.subplots(2, 2, figsize=(10, 7))
     for i, H in enumerate(("I", "L")):
         m = est.models[H]
-        dyn.plot_ab(ts, m.A, m.B, title=f"{H}-model: Â, B̂", ax=axes[i, 0])
-        dyn.plot_rates(ts, m.alpha, m.beta, title=f"{H}-model: α̂, β̂", ax=axes[i, 1])
+        dyn.plot_ab(est.ts, m.A, m.B, title=f"{H}-model: Â, B̂", ax=axes[i, 0])
+        dyn.plot_rates(est.ts, m.alpha, m.beta, title=f"{H}-model: α̂, β̂", ax=axes[i, 1])
     _save(fig, out, "fig3_estimates", written)
 
-    # Fig. 5: the L-model driven by I- and L-estimates (paper), one column per class
+
+def _fig5(sim: Simulation, names: list[str], out: Path, written: list[Path]) -> None:
+    """Fig. 5: the L-model driven by I- and L-estimates (paper), one column per class."""
+    K = sim.xbar.shape[1]
     fig, axes = plt.subplots(2, K, figsize=(3.6 * K, 6.4), squeeze=False)
     for i, H in enumerate(("I", "L")):
         for c in range(K):
@@ -116,10 +156,11 @@ def _single_run(run_dir: Path, summary: dict, out: Path) -> list[Path]:
             )  # fmt: skip
     _save(fig, out, "fig5_simulated", written)
 
-    # RD
+
+def _rd(sim: Simulation, late_fraction: float, out: Path, written: list[Path]) -> None:
+    """RD(t) of the simulations, the late window shaded."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    frac = summary.get("simulate", {}).get("late_fraction", 0.25)
-    late_from = sim.ts[-max(1, int(round(frac * sim.ts.size)))]
+    late_from = sim.ts[-max(1, int(round(late_fraction * sim.ts.size)))]
     dyn.plot_rd(
         sim.ts,
         {
@@ -132,68 +173,46 @@ def _single_run(run_dir: Path, summary: dict, out: Path) -> list[Path]:
     )
     _save(fig, out, "rd", written)
 
-    if ana.le_matrix:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        le = ana.le_matrix
-        dyn.plot_le_matrix(le["E_ts"], le["E"], le["E_lo"], le["E_hi"], ax=ax)
-        _save(fig, out, "le_matrix", written)
 
-    if ana.direct:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        dd = ana.direct
-        dyn.plot_direct_vs_inverted(
-            dd["le_steps"], dd["le_alpha"], dd["le_beta"], ts, est.models["L"].alpha,
-            est.models["L"].beta, ax=ax,
-        )  # fmt: skip
-        _save(fig, out, "direct_vs_inverted", written)
-
-    if ana.diffusion:
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-        ax = axes[0]
-        for i, H in enumerate(("I", "L")):
-            if H in ana.ratio:
-                ax.loglog(*ana.ratio[H], color=f"C{i}",
-                          label=f"ρ(t), {H}-model margin e^((Â−B̂)/K)·gap(t₀)")  # fmt: skip
-        cts = ana.diffusion["ts"]
-        keep = cts > 0
-        ax.loglog(cts[keep], ana.diffusion["ratio_direct"][keep], "k.--", lw=1,
-                  label="measured: class-mean gap / spread (median of trials)")  # fmt: skip
-        mn = summary.get("analyse", {}).get("margin_noise", {})
-        rho_star = mn.get("level", {}).get("threshold")
-        if rho_star:
-            label = f"ρ* = {rho_star:.2g}: Gaussian clouds separate half the time"
-            ax.axhline(rho_star, color="tab:red", ls=":", lw=1.2, label=label)
-        t_range = mn.get("L", {}).get("t_range")
-        if t_range:
-            ax.axvspan(*t_range, color="0.9", zorder=0, label="window of the trend")
-        ax.set_xlabel("iteration t")
-        ax.set_ylabel("margin-to-noise ratio ρ")
-        ax.set_title("margin vs √(accumulated Σ̂): growing → separation")
-        ax.legend(fontsize=7)
-        ax = axes[1]
-        ax.loglog(
-            cts[keep], ana.diffusion["V"][keep], color="C2", label="within-class variance V(t)"
-        )
-        pos = keep & (ana.diffusion["sigma2"] > 0)
-        ax.loglog(cts[pos], ana.diffusion["sigma2"][pos], ".", color="C3",
-                  label="σ̂²(t) = dV/dt")  # fmt: skip
-        ax.set_xlabel("iteration t")
-        ax.set_title("diffusion estimated from the train probes' spread")
-        ax.legend(fontsize=7)
-        _save(fig, out, "margin_noise", written)
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    dyn.plot_etf(ana.checkpoint_step, ana.etf_trials, etf_mean_path=ana.etf_mean_path, ax=ax)
-    _save(fig, out, "etf", written)
-    _forecast_figures(run_dir, summary, out, sim, est, nu, names, written)
-    return written
+def _margin_noise(ana: Analysis, mn: dict, out: Path, written: list[Path]) -> None:
+    """ρ(t) under both H models beside the measured ratio and ρ*; V(t) and σ̂²(t)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    ax = axes[0]
+    for i, H in enumerate(("I", "L")):
+        if H in ana.ratio:
+            ax.loglog(*ana.ratio[H], color=f"C{i}",
+                      label=f"ρ(t), {H}-model margin e^((Â−B̂)/K)·gap(t₀)")  # fmt: skip
+    cts = ana.diffusion["ts"]
+    keep = cts > 0
+    ax.loglog(cts[keep], ana.diffusion["ratio_direct"][keep], "k.--", lw=1,
+              label="measured: class-mean gap / spread (median of trials)")  # fmt: skip
+    rho_star = mn.get("level", {}).get("threshold")
+    if rho_star:
+        label = f"ρ* = {rho_star:.2g}: Gaussian clouds separate half the time"
+        ax.axhline(rho_star, color="tab:red", ls=":", lw=1.2, label=label)
+    t_range = mn.get("L", {}).get("t_range")
+    if t_range:
+        ax.axvspan(*t_range, color="0.9", zorder=0, label="window of the trend")
+    ax.set_xlabel("iteration t")
+    ax.set_ylabel("margin-to-noise ratio ρ")
+    ax.set_title("margin vs √(accumulated Σ̂): growing → separation")
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    ax.loglog(cts[keep], ana.diffusion["V"][keep], color="C2", label="within-class variance V(t)")
+    pos = keep & (ana.diffusion["sigma2"] > 0)
+    ax.loglog(cts[pos], ana.diffusion["sigma2"][pos], ".", color="C3",
+              label="σ̂²(t) = dV/dt")  # fmt: skip
+    ax.set_xlabel("iteration t")
+    ax.set_title("diffusion estimated from the train probes' spread")
+    ax.legend(fontsize=7)
+    _save(fig, out, "margin_noise", written)
 
 
 def _forecast_figures(run_dir, summary, out, sim, est, nu, names, written) -> None:
     """The forecast panels (one per fit fraction, a row per H model) and the LE-SDE clouds."""
     if (run_dir / "forecast.npz").exists():
         fcs = Forecasts.from_arrays(load_npz(run_dir / "forecast.npz"))
-        rows = summary.get("forecast", {})
+        rows = summary.numbers.get("forecast", {})
         n = max((len(v) for v in fcs.runs.values()), default=0)
         if n:
             fig, axes = plt.subplots(2, n, figsize=(4.2 * n, 7.4), squeeze=False)
@@ -228,13 +247,13 @@ def _forecast_figures(run_dir, summary, out, sim, est, nu, names, written) -> No
         _save(fig, out, "sde_clouds", written)
 
 
-def _points(run_dir: Path, summary: dict) -> list[tuple[float, list[Path], list[dict]]]:
+def _points(run_dir: Path, summary: RunSummary) -> list[tuple[float, list[Path], list[RunSummary]]]:
     """Completed points grouped by parameter value (several seeds share a value)."""
-    groups: dict[float, tuple[list[Path], list[dict]]] = {}
-    for p in summary.get("points", []):
+    groups: dict[float, tuple[list[Path], list[RunSummary]]] = {}
+    for p in summary.points:
         d = run_dir / p["dir"]
-        s = load_summary(d)
-        if s.get("stages", {}).get("analyse", {}).get("done"):
+        s = read_summary(d)
+        if s.stages.get("analyse", {}).get("done"):
             dirs, sums = groups.setdefault(float(p["value"]), ([], []))
             dirs.append(d)
             sums.append(s)
@@ -246,14 +265,14 @@ def _mean(values: list[Any]) -> float:
     return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
 
 
-def _multi_run(run_dir: Path, summary: dict, out: Path) -> list[Path]:
+def _multi_run(run_dir: Path, summary: RunSummary, out: Path) -> list[Path]:
     written: list[Path] = []
     pts = _points(run_dir, summary)
     if not pts:
         return written
-    param = summary.get("parameter", "p_err")
-    K = int(summary.get("n_classes", 3))
-    H = summary.get("tail_model", "L")
+    param = summary.other.get("parameter", "p_err")
+    K = int(summary.other.get("n_classes", 3))
+    H = summary.other.get("tail_model", "L")
     x = [v for v, _, _ in pts]
 
     def avg(f) -> list[float]:
@@ -339,27 +358,40 @@ def _multi_run(run_dir: Path, summary: dict, out: Path) -> list[Path]:
     return written
 
 
-def draw_figures(run_dir: Path | str, *, out: Path | str | None = None) -> list[Path]:
+def draw_figures(
+    run_dir: Path | str, *, out: Path | str | None = None, summary: RunSummary | None = None
+) -> list[Path]:
     """Draw every figure a run supports; return the paths written (PNG and PDF).
 
     Args:
-        run_dir: a run directory written by ``lesde run``.
+        run_dir: a run directory written by ``lesde run`` or ``lesde analyse``.
         out: where to write; default ``run_dir/figures``.
+        summary: the run's summary when the caller holds it (default: read it).
 
     Raises:
-        FileNotFoundError: when ``run_dir`` holds no ``summary.json``.
+        FileNotFoundError: when ``run_dir`` holds no ``summary.json`` (a training record
+            is named as one: `lesde analyse` turns it into a run directory).
     """
     run_dir = Path(run_dir)
     if not (run_dir / "summary.json").exists():
+        if (run_dir / "meta.json").exists() or (run_dir / "record.zarr").exists():
+            raise FileNotFoundError(
+                f"{run_dir} is a training record, not a run directory: `lesde analyse "
+                f"{run_dir} --out DIR` estimates, simulates and draws its figures in DIR"
+            )
         raise FileNotFoundError(
             f"{run_dir} is not a run directory (no summary.json); create one with `lesde run`"
         )
-    summary = load_summary(run_dir)
+    if summary is None:
+        summary = read_summary(run_dir)
     out = Path(out) if out is not None else run_dir / "figures"
-    if summary.get("points"):
+    if summary.points:
         return _multi_run(run_dir, summary, out)
-    if not summary.get("stages", {}).get("analyse", {}).get("done"):
-        raise FileNotFoundError(f"{run_dir}: the run is not complete; resume it with `lesde run`")
+    if not summary.stages.get("analyse", {}).get("done"):
+        raise FileNotFoundError(
+            f"{run_dir}: the run is not complete; resume it with the command that wrote it "
+            "(`lesde run` or `lesde analyse`)"
+        )
     return _single_run(run_dir, summary, out)
 
 

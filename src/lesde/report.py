@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lesde.rundir import load_summary
+from lesde.experiments.summary import KEY_LABELS, KeyNumbers, RunSummary, Verdict, read_summary
 
 __all__ = ["write_report", "provenance"]
 
@@ -43,57 +43,6 @@ _SCRIPT = """
   check();
 })();
 """
-
-# key -> (label, meaning)
-_KEY_LABELS: dict[str, tuple[str, str]] = {
-    "learned": (
-        "the networks learned",
-        "accuracy above chance and loss fell; else: ignore verdicts",
-    ),
-    "val_acc_final": ("validation accuracy (final)", "mean over trials"),
-    "val_loss_final": ("validation loss (final)", "mean over trials"),
-    "separable_fraction_final": ("separable trials (final)", "train-probe logits, LP"),
-    "separable": ("separability verdict", "majority of trials separable"),
-    "etf_deviation_final": ("ETF deviation (final)", "median over trials; 0 = simplex"),
-    "r_alpha_I": ("r̂_α (I-model)", "tail index of Â (fit), 95 % bootstrap interval"),
-    "r_beta_I": ("r̂_β (I-model)", "tail index of B̂ (fit), 95 % bootstrap interval"),
-    "r_gamma_I": ("r̂_γ (I-model)", "tail index of Â − B̂; < 1 predicts separation"),
-    "r_alpha_L": ("r̂_α (L-model)", "tail index of Â (fit), 95 % bootstrap interval"),
-    "r_beta_L": ("r̂_β (L-model)", "tail index of B̂ (fit), 95 % bootstrap interval"),
-    "r_gamma_L": ("r̂_γ (L-model)", "tail index of Â − B̂; < 1 predicts separation"),
-    "verdict_tail_I": (
-        "tail-index verdict (I-model)",
-        "prediction: r̂_γ < / > / ≈ 1, or withheld when the power law does not fit or Σ̂ vanishes",
-    ),
-    "verdict_tail_L": (
-        "tail-index verdict (L-model)",
-        "prediction: r̂_γ < / > / ≈ 1, or withheld when the power law does not fit or Σ̂ vanishes",
-    ),
-    "forecast_fit_fraction": ("forecast: fraction fitted", "f: fit on t ≤ f·T, forecast the rest"),
-    "forecast_rd_L": ("forecast RD (L-model)", "prediction: class means after the cut"),
-    "forecast_rd_persistence_L": ("persistence RD", "baseline: class means held at the cut"),
-    "forecast_skill_L": ("forecast skill (L-model)", "1 − RD / RD persistence; > 0 beats it"),
-    "forecast_sep_predicted_L": ("predicted separable trials", "prediction: LE-SDE clouds at T"),
-    "r_gamma_below_1_I": ("share of resamples r̂_γ < 1 (I)", "bootstrap over trials"),
-    "r_gamma_below_1_L": ("share of resamples r̂_γ < 1 (L)", "bootstrap over trials"),
-    "margin_noise_slope_I": (
-        "margin-to-noise exponent (I)",
-        "measurement: d log ρ / d log t on the tail window (no verdict)",
-    ),
-    "margin_noise_slope_L": (
-        "margin-to-noise exponent (L)",
-        "measurement: d log ρ / d log t on the tail window (no verdict)",
-    ),
-    "margin_noise_ratio_final": ("gap / sd at the end", "measurement: class-mean gap / sd, median"),
-    "margin_noise_threshold": ("ρ*", "ratio at which Gaussian clouds separate half the time"),
-    "verdict_margin_noise_level": ("finite-time reading", "measurement: ratio above / below ρ*"),
-    "rd_late_I": ("RD late, I-model", "in-sample fit: last quarter of training"),
-    "rd_late_L": ("RD late, L-model", "in-sample fit: last quarter of training"),
-    "direct_alpha_sign_agrees": ("direct α̂ sign = inverted", "step-level vs L-inversion"),
-    "val_acc_transition": ("p_err where accuracy falls", "crosses (1 + 1/K)/2, interpolated"),
-    "r_gamma_L_crosses_1_at": ("p_err where r̂_γ crosses 1", "L-model, interpolated"),
-    "r_gamma_I_crosses_1_at": ("p_err where r̂_γ crosses 1", "I-model, interpolated"),
-}
 
 
 def _fmt(v: Any) -> str:
@@ -154,20 +103,19 @@ _VERDICT_CLASS = {"separable": "ok", "not separable": "bad", "undetermined": "mu
                   "power law does not fit": "muted", "not applicable": "muted"}  # fmt: skip
 
 
-def _headline(summary: dict) -> str:
+def _headline(rows: tuple[Verdict, ...]) -> str:
     """What was measured, then what the fitted LE-SDE predicts (`lesde.experiments.headline`)."""
-    rows = summary.get("headline") or []
     if not rows:
         return ""
     body = []
     for r in rows:
         agrees = {True: ("agrees", "ok"), False: ("disagrees", "bad"), None: ("—", "muted")}[
-            r["agrees"]
+            r.agrees
         ]
         body.append(
-            f"<tr><td class='muted'>{html.escape(r['kind'])}</td><td>{html.escape(r['what'])}"
-            f"</td><td>{html.escape(r['value'])}</td><td class='{agrees[1]}'>{agrees[0]}</td>"
-            f"<td class='muted'>{html.escape(r.get('why') or '')}</td></tr>"
+            f"<tr><td class='muted'>{html.escape(r.kind)}</td><td>{html.escape(r.what)}"
+            f"</td><td>{html.escape(r.detail)}</td><td class='{agrees[1]}'>{agrees[0]}</td>"
+            f"<td class='muted'>{html.escape(r.why)}</td></tr>"
         )
     return (
         "<h2>Headline</h2><p class='muted'>A <i>measurement</i> is read off the genuine "
@@ -179,10 +127,10 @@ def _headline(summary: dict) -> str:
     )
 
 
-def _forecast_table(summary: dict) -> str:
+def _forecast_table(summary: RunSummary) -> str:
     """Per fit fraction and H model: the forecast's scores beside the baselines."""
-    fc = summary.get("forecast", {})
-    if not (fc.get("I") or fc.get("L")):
+    fc = summary.numbers.get("forecast", {})
+    if not (summary.forecast_rows("I") or summary.forecast_rows("L")):
         return ""
     cols = ("fit_fraction", "t_cut", "rd", "rd_end", "rd_persistence", "rd_trend", "skill",
             "sep_fraction_predicted", "sep_fraction_genuine", "ratio_predicted_end",
@@ -190,7 +138,8 @@ def _forecast_table(summary: dict) -> str:
     head = "".join(f"<th>{c.replace('_', ' ')}</th>" for c in cols)
     rows = []
     for H in ("I", "L"):
-        for r in fc.get(H, []):
+        for row in summary.forecast_rows(H):
+            r = row.numbers
             cells = "".join(
                 f"<td class='num'>{_with_ci(r.get(c), r.get('rd_ci') if c == 'rd' else None)}"
                 "</td>" for c in cols
@@ -217,23 +166,20 @@ def _forecast_table(summary: dict) -> str:
 _NOT_MEANINGFUL = ("r_", "verdict_", "margin_noise_", "separable")
 
 
-def _key_table(key: dict[str, Any]) -> str:
+def _key_table(key: KeyNumbers) -> str:
     rows = []
-    unlearned = key.get("learned") is False
-    for k, v in key.items():
-        if k.endswith("_ci") and k[: -len("_ci")] in key:
-            continue  # shown beside its value
-        label, meaning = _KEY_LABELS.get(k, (k, ""))
-        cls = _VERDICT_CLASS.get(v, "") if isinstance(v, str) else ""
-        value = _with_ci(v, key.get(f"{k}_ci"))
-        if unlearned and k.startswith(_NOT_MEANINGFUL):
+    unlearned = key.learned is False
+    for r in key.rows():
+        cls = _VERDICT_CLASS.get(r.value, "") if isinstance(r.value, str) else ""
+        value = _with_ci(r.value, list(r.interval) if r.interval else None)
+        if unlearned and r.name.startswith(_NOT_MEANINGFUL):
             value += " <span class='bad'>(not meaningful: the run did not learn)</span>"
-        if k == "learned" and v is False:
+        if r.name == "learned" and r.value is False:
             cls = "bad"
         rows.append(
-            f"<tr><td>{html.escape(label)}</td>"
+            f"<tr><td>{html.escape(r.label)}</td>"
             f"<td class='num {cls}'>{value}</td>"
-            f"<td class='muted'>{html.escape(meaning)}</td></tr>"
+            f"<td class='muted'>{html.escape(r.meaning)}</td></tr>"
         )
     return (
         "<table><tr><th>quantity</th><th>value</th><th>meaning</th></tr>"
@@ -242,20 +188,54 @@ def _key_table(key: dict[str, Any]) -> str:
     )
 
 
-def _points_table(run_dir: Path, summary: dict) -> str:
-    pts = summary.get("points", [])
+def _point_cells(s: RunSummary) -> list[tuple[Any, Any]]:
+    """A sub-run's (value, interval) in the points table's columns (`_POINT_COLUMNS`)."""
+    k, m = s.key, s.key.models.get("L")
+    fc, lv = k.forecast, k.level or {}
+    return [
+        (k.learned, None),
+        (k.val_acc_final, None),
+        (k.separable_fraction_final, None),
+        (fc.sep_fraction_predicted if fc else None, None),
+        (fc.skill if fc else None, None),
+        (m.r_gamma if m else None, _finite(m.r_gamma_ci) if m else None),
+        (m.tail_verdict if m else None, None),
+        (lv.get("ratio"), _finite(lv.get("ci"))),
+        (lv.get("verdict"), None),
+        ((k.rd_late or {}).get("L"), None),
+    ]
+
+
+def _shown(v: Any) -> Any:
+    """NaN shown as "—" in the points table (one narrow cell, not "nan")."""
+    return None if isinstance(v, float) and v != v else v
+
+
+def _finite(ci: Any) -> Any:
+    """An interval worth showing: both ends finite (else none, not "nan [nan, nan]")."""
+    if ci is None or not all(isinstance(v, int | float) and v == v for v in ci):
+        return None
+    return list(ci)
+
+
+_POINT_COLUMNS = ("learned", "val_acc_final", "separable_fraction_final",
+                  "forecast_sep_predicted_L", "forecast_skill_L", "r_gamma_L", "verdict_tail_L",
+                  "margin_noise_ratio_final", "verdict_margin_noise_level",
+                  "rd_late_L")  # fmt: skip
+
+
+def _points_table(run_dir: Path, summary: RunSummary) -> str:
+    pts = summary.points
     if not pts:
         return ""
-    param = summary.get("parameter", "value")
-    cols = ["val_acc_final", "separable_fraction_final", "forecast_sep_predicted_L",
-            "forecast_skill_L", "r_gamma_L", "verdict_tail_L", "margin_noise_ratio_final",
-            "verdict_margin_noise_level", "rd_late_L"]  # fmt: skip
-    head = "".join(f"<th>{html.escape(_KEY_LABELS.get(c, (c,))[0])}</th>" for c in cols)
+    param = summary.other.get("parameter", "value")
+    head = "".join(f"<th>{html.escape(KEY_LABELS.get(c, (c,))[0])}</th>" for c in _POINT_COLUMNS)
     rows = []
     for p in sorted(pts, key=lambda q: q["value"]):
-        key = load_summary(run_dir / p["dir"]).get("key", {})
+        sub = read_summary(run_dir / p["dir"])
         cells = "".join(
-            f"<td class='num'>{_with_ci(key.get(c), key.get(f'{c}_ci'))}</td>" for c in cols
+            f"<td class='num{' bad' if v is False else ''}'>{_with_ci(_shown(v), ci)}</td>"
+            for v, ci in _point_cells(sub)
         )
         label = html.escape(p.get("label", p["dir"]))
         rows.append(
@@ -267,9 +247,9 @@ def _points_table(run_dir: Path, summary: dict) -> str:
     )
 
 
-def _sensitivity_table(summary: dict) -> str:
+def _sensitivity_table(summary: RunSummary) -> str:
     """r̂_γ under other tail windows and Savitzky–Golay windows (estimate stage)."""
-    est = summary.get("estimate", {})
+    est = summary.numbers.get("estimate", {})
     blocks = []
     for H in ("I", "L"):
         rows = est.get(H, {}).get("sensitivity")
@@ -301,56 +281,46 @@ def _sensitivity_table(summary: dict) -> str:
     )
 
 
-def write_report(run_dir: Path | str, *, out: Path | str | None = None) -> Path:
-    """Write ``report.html`` for a run (figures must have been drawn; see `draw_figures`).
+def _did_not_learn(summary: RunSummary) -> str:
+    learning = summary.numbers.get("analyse", {}).get("learning", {})
+    if not (learning and learning.get("learned") is False):
+        return ""
+    return (
+        "<p id='did-not-learn' style='background:#fde8e8;border:2px solid #a11;"
+        "padding:.8em;font-weight:600'>This run did not learn: "
+        f"{html.escape(learning.get('why', ''))}. Its tail indices, verdicts and "
+        "imitation numbers describe networks near their initialisation and are not "
+        "meaningful.</p>"
+    )
 
-    Args:
-        run_dir: a run directory with ``summary.json``.
-        out: output path; default ``run_dir/report.html``.
 
-    Returns:
-        The path written.
+def _caveats(summary: RunSummary) -> str:
+    """The premises of the LE-SDE that the record does not meet (before every verdict)."""
+    if not summary.caveats:
+        return ""
+    items = "".join(f"<li>{html.escape(c)}</li>" for c in summary.caveats)
+    return (
+        "<div id='caveats' style='background:#fff6e0;border:2px solid #b80;padding:.6em'>"
+        f"<b>Caveats: every verdict below carries them.</b><ul>{items}</ul></div>"
+    )
 
-    Raises:
-        FileNotFoundError: when ``run_dir`` holds no ``summary.json``.
-    """
+
+def _notes(summary: RunSummary) -> str:
+    if not summary.notes:
+        return ""
+    return (
+        "<h2>Notes</h2><ul>"
+        + "".join(f"<li>{html.escape(n)}</li>" for n in summary.notes)
+        + "</ul>"
+    )
+
+
+def _figures(run_dir: Path) -> str:
+    """Every figure of the run, embedded as a base64 PNG."""
     from lesde.figures import figure_list
 
-    run_dir = Path(run_dir)
-    if not (run_dir / "summary.json").exists():
-        raise FileNotFoundError(f"{run_dir} is not a run directory (no summary.json)")
-    summary = load_summary(run_dir)
-    name = summary.get("experiment", run_dir.name)
-    parts = [
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>lesde report: {html.escape(name)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>lesde: {html.escape(name)}</h1>",
-        f"<p class='muted'>run directory <code>{html.escape(str(run_dir.resolve()))}</code>. "
-        "Imitating deep-learning dynamics with locally elastic SDEs (Zhang, Wang &amp; Su, "
-        "NeurIPS 2021).</p>",
-    ]
-    learning = summary.get("analyse", {}).get("learning", {})
-    if learning and learning.get("learned") is False:
-        parts.append(
-            "<p id='did-not-learn' style='background:#fde8e8;border:2px solid #a11;"
-            "padding:.8em;font-weight:600'>This run did not learn: "
-            f"{html.escape(learning.get('why', ''))}. Its tail indices, verdicts and "
-            "imitation numbers describe networks near their initialisation and are not "
-            "meaningful.</p>"
-        )
-    parts.append(_headline(summary))
-    if summary.get("key"):
-        parts += ["<h2>Key numbers</h2>", _key_table(summary["key"])]
-    parts.append(_forecast_table(summary))
-    parts.append(_points_table(run_dir, summary))
-    parts.append(_sensitivity_table(summary))
-    if summary.get("notes"):
-        parts += ["<h2>Notes</h2><ul>"]
-        parts += [f"<li>{html.escape(n)}</li>" for n in summary["notes"]]
-        parts.append("</ul>")
     figs = figure_list(run_dir)
-    if figs:
-        parts.append("<h2>Figures</h2>")
+    parts = ["<h2>Figures</h2>"] if figs else []
     for f in figs:
         b64 = base64.b64encode(Path(f["path"]).read_bytes()).decode("ascii")
         parts.append(
@@ -358,26 +328,65 @@ def write_report(run_dir: Path | str, *, out: Path | str | None = None) -> Path:
             f"src='data:image/png;base64,{b64}'><figcaption>{html.escape(f['title'])} "
             f"(<code>figures/{f['name']}.pdf</code>)</figcaption></figure>"
         )
-    detail = {k: summary.get(k) for k in ("estimate", "simulate", "analyse", "forecast")
-              if k in summary}  # fmt: skip
-    if detail:
-        parts += [
-            "<h2>All numbers</h2><pre>",
-            html.escape(json.dumps(detail, indent=1, allow_nan=True)),
-            "</pre>",
-        ]
+    return "".join(parts)
+
+
+def _appendix(run_dir: Path, summary: RunSummary) -> str:
+    """All numbers, the configuration, the stages and the provenance, as JSON."""
+
+    def block(title: str, obj: Any, **kw: Any) -> str:
+        return f"<h2>{title}</h2><pre>{html.escape(json.dumps(obj, indent=1, **kw))}</pre>"
+
+    parts = [block("All numbers", summary.numbers, allow_nan=True)] if summary.numbers else []
     parts += [
-        "<h2>Configuration</h2><pre>",
-        html.escape(
-            json.dumps(
-                {k: summary.get(k) for k in ("config", "pipeline")}, indent=1, allow_nan=True
-            )
-        ),
-        "</pre><h2>Stages</h2><pre>",
-        html.escape(json.dumps(summary.get("stages", {}), indent=1)),
-        "</pre><h2>Provenance</h2><pre>",
-        html.escape(json.dumps(provenance(run_dir), indent=1, default=str)),
-        f"</pre><script>{_SCRIPT}</script></body></html>",
+        block("Configuration", {"config": summary.config, "pipeline": summary.pipeline},
+              allow_nan=True),
+        block("Stages", summary.stages),
+        block("Provenance", provenance(run_dir), default=str),
+    ]  # fmt: skip
+    return "".join(parts)
+
+
+def write_report(
+    run_dir: Path | str, *, out: Path | str | None = None, summary: RunSummary | None = None
+) -> Path:
+    """Write ``report.html`` for a run (figures must have been drawn; see `draw_figures`).
+
+    Args:
+        run_dir: a run directory with ``summary.json``.
+        out: output path; default ``run_dir/report.html``.
+        summary: the run's summary when the caller holds it (default: read it).
+
+    Returns:
+        The path written.
+
+    Raises:
+        FileNotFoundError: when ``run_dir`` holds no ``summary.json``.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / "summary.json").exists():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no summary.json)")
+    if summary is None:
+        summary = read_summary(run_dir)
+    name = summary.experiment or run_dir.name
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>lesde report: {html.escape(name)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>lesde: {html.escape(name)}</h1>",
+        f"<p class='muted'>run directory <code>{html.escape(str(run_dir.resolve()))}</code>. "
+        "Imitating deep-learning dynamics with locally elastic SDEs (Zhang, Wang &amp; Su, "
+        "NeurIPS 2021).</p>",
+        _did_not_learn(summary),
+        _caveats(summary),
+        _headline(summary.headline),
+        "<h2>Key numbers</h2>" + _key_table(summary.key) if summary.key else "",
+        _forecast_table(summary),
+        _points_table(run_dir, summary),
+        _sensitivity_table(summary),
+        _notes(summary),
+        _figures(run_dir),
+        _appendix(run_dir, summary),
+        f"<script>{_SCRIPT}</script></body></html>",
     ]
     out = Path(out) if out is not None else run_dir / "report.html"
     tmp = out.with_name(f".{out.name}.tmp")

@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from lesde.experiments.summary import RunSummary, read_summary
 from lesde.report import _CSS, _SCRIPT, _fmt, _with_ci, provenance
-from lesde.rundir import load_summary
 
 __all__ = ["write_paper_report", "FIGURES"]
 
@@ -68,13 +68,15 @@ def _img(path: Path, alt: str) -> str:
     return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{b64}'>"
 
 
-def write_paper_report(out: Path | str) -> Path:
-    """Write ``out/report.html`` from ``out/summary.json`` and the sub-runs."""
+def write_paper_report(out: Path | str, *, summary: RunSummary | None = None) -> Path:
+    """Write ``out/report.html`` from ``out/summary.json`` (or ``summary``, when the caller
+    holds it) and the sub-runs."""
     out = Path(out)
-    summary = load_summary(out)
-    parts: dict[str, Any] = summary.get("parts", {})
-    est = summary.get("estimate", {})
-    scale = summary.get("config", {}).get("scale")
+    if summary is None:
+        summary = read_summary(out)
+    parts: dict[str, Any] = summary.other.get("parts", {})
+    est = summary.numbers.get("estimate", {})  # the time estimate of the training
+    scale = (summary.config or {}).get("scale")
     body = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>lesde: the paper, reproduced</title><style>{_CSS}</style></head><body>",
@@ -86,7 +88,7 @@ def write_paper_report(out: Path | str) -> Path:
         "trial-steps/s).</p>",
         "<h2>Claims</h2><table><tr><th>claim</th><th>measured</th><th>outcome</th></tr>",
     ]
-    for c in summary.get("claims", []):
+    for c in summary.other.get("claims", []):
         cls = _OUTCOME.get(c["outcome"], "")
         body.append(
             f"<tr><td>{html.escape(c['claim'])}</td><td>{html.escape(str(c['numbers']))}</td>"
@@ -104,7 +106,7 @@ def write_paper_report(out: Path | str) -> Path:
             continue
         body.append(f"<figure>{_img(path, section)}<figcaption>{html.escape(caption)}"
                     "</figcaption></figure>")  # fmt: skip
-        key = load_summary(out / sub).get("key", {}) if sub != "." else {}
+        key = read_summary(out / sub).key.to_json() if sub != "." else {}
         rows = [
             f"<tr><td>{html.escape(k)}</td>"
             f"<td class='num'>{_with_ci(key[k], key.get(k + '_ci'))}</td></tr>"

@@ -310,10 +310,9 @@ def stage_done(run_dir: Path, summary: dict, stage: str, outputs: list[str], ver
     )
 
 
-def mark_stage(
-    run_dir: Path, summary: dict, stage: str, outputs: list[str], seconds: float, version: int
-) -> None:
-    """Mark ``stage`` done in ``summary`` and write ``summary.json`` atomically."""
+def mark_stage(summary: dict, stage: str, outputs: list[str], seconds: float, version: int) -> None:
+    """Mark ``stage`` done in ``summary`` (the caller writes it:
+    `lesde.experiments.summary.write_summary`)."""
     summary.setdefault("stages", {})[stage] = {
         "done": True,
         "version": version,
@@ -321,7 +320,6 @@ def mark_stage(
         "seconds": round(seconds, 3),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    write_json_atomic(Path(run_dir) / SUMMARY, summary)
 
 
 def open_record(train_dir: Path):

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lesde.experiments.summary import write_summary
 from lesde.rundir import load_summary, write_json_atomic
 
 __all__ = ["SweepConfig", "grid", "run_point", "run_sweep", "DATASETS"]
@@ -98,23 +99,23 @@ def run_point(point: dict[str, Any], out: str, scale: str, cifar_root: str | Non
         pass
 
     if ds == "geomnist":
-        from lesde.experiments import geomnist
+        from lesde.studies import geomnist
 
         summary = geomnist.run(geomnist.Config(scale=scale, seed=seed, p_err=p_err), run_dir,
                                log=quiet)  # fmt: skip
     elif ds == "digits":
-        from lesde.experiments import digits
+        from lesde.studies import digits
 
         summary = digits.run(digits.Config(scale=scale, seed=seed, p_err=p_err), run_dir, log=quiet)
     elif ds == "cifar":
-        from lesde.experiments import cifar
+        from lesde.studies import cifar
 
         summary = cifar.run(
             cifar.Config(root=cifar_root, scale=scale, seed=seed, p_err=p_err), run_dir, log=quiet
         )
     else:
         summary = _run_synthetic(run_dir, p_err=p_err, seed=seed, scale=scale, log=quiet)
-    return {**point, "key": summary.get("key", {})}
+    return {**point, "key": summary.key.to_json(), "learned": summary.key.learned}
 
 
 def _run_synthetic(run_dir: Path, *, p_err: float, seed: int, scale: str, log) -> dict:
@@ -128,8 +129,8 @@ def _run_synthetic(run_dir: Path, *, p_err: float, seed: int, scale: str, log) -
     import numpy as np
 
     from lesde.experiments.config import PipelineConfig
-    from lesde.experiments.runner import run_single
     from lesde.experiments.synthetic import synthetic_record
+    from lesde.studies.runner import run_single
 
     K = 3
     q = p_err * K / (K - 1)  # 0 at clean labels, 1 at random labels
@@ -215,7 +216,7 @@ def _write_summary(out: Path, cfg: SweepConfig, rows: list[dict[str, Any]]) -> N
     from lesde.figures import draw_figures
     from lesde.report import write_report
 
-    summary = load_summary(out)
+    summary = dict(load_summary(out))
     one = len(cfg.datasets) == 1
     summary.update(
         experiment="sweep",
@@ -242,7 +243,24 @@ def _write_summary(out: Path, cfg: SweepConfig, rows: list[dict[str, Any]]) -> N
     summary["key"] = {
         f"val_acc {d} p_err={p:.3g}": sum(v) / len(v) for (d, p), v in sorted(acc.items())
     }
-    write_json_atomic(out / "summary.json", summary)
+    bad = not_learned(rows)
+    summary["key"]["runs that did not learn"] = f"{len(bad)} of {len(rows)}"
+    summary["notes"] = [not_learned_note(rows)] if bad else []
+    final = write_summary(out, summary)
     if one:
-        draw_figures(out)
-    write_report(out)
+        draw_figures(out, summary=final)
+    write_report(out, summary=final)
+
+
+def not_learned(rows: list[dict[str, Any]]) -> list[str]:
+    """The grid points whose networks did not learn ("geomnist p_err=0.667 seed 0")."""
+    return [f"{r['dataset']} p_err={r['p_err']:.3g} seed {r['seed']}" for r in rows
+            if r.get("learned", r["key"].get("learned")) is False]  # fmt: skip
+
+
+def not_learned_note(rows: list[dict[str, Any]]) -> str:
+    """The warning of a sweep with runs that did not learn (console and report)."""
+    bad = not_learned(rows)
+    return (f"WARNING: {len(bad)} of {len(rows)} runs did not learn ({', '.join(bad)}): "
+            "their verdicts describe networks near their initialisation and are not "
+            "meaningful; train longer or use a larger --scale")  # fmt: skip

@@ -28,7 +28,7 @@ __all__ = [
     "add_overwrite",
     "add_cifar_root",
     "print_key_numbers",
-    "print_headline",
+    "print_summary",
 ]
 
 
@@ -161,19 +161,26 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def print_headline(summary: dict) -> None:
-    """What the run measured and what the fitted LE-SDE predicts, before the key numbers."""
-    from lesde.experiments.headline import headline_lines
+def print_summary(summary, prog: str) -> None:
+    """A run's headline (what it measured and what the fitted LE-SDE predicts) and key
+    numbers on stdout, its warnings and caveats on stderr.
 
-    lines = headline_lines(summary.get("headline") or [])
-    if lines:
+    Args:
+        summary: a `lesde.experiments.summary.RunSummary`.
+        prog: the command, naming the warnings (``lesde run geomnist``).
+    """
+    if summary.headline:
         print("headline:")
-        for line in lines:
-            print(f"  {line}")
+        for v in summary.headline:
+            print(f"  {v.line()}")
         print("key numbers:")
+    print_key_numbers(summary.key.to_json())
+    for note in summary.notes:
+        if note.startswith(("WARNING", "CAVEAT")):
+            print(f"{prog}: {note}", file=sys.stderr)
 
 
 def print_key_numbers(key: dict) -> None:
-    """A run's key numbers on stdout, one per line (intervals as [lo, hi])."""
+    """Key numbers on stdout, one per line (intervals as [lo, hi])."""
     for k, v in key.items():
         print(f"  {k}: {_fmt(v)}")

@@ -1,6 +1,6 @@
 """`lesde analyse PATH`: the estimate → simulate → analyse → figures → report chain on any
 training record (from `lesde train`, the Python trainer, or a run's ``train/``), or on an
-``.npz`` of logits (``--logits FILE``; keys in `lesde.experiments.analyse`).
+``.npz`` of logits (``--logits FILE``; keys in `lesde.studies.analyse`).
 
 Examples::
 
@@ -17,8 +17,7 @@ from lesde.commands._options import (
     add_overwrite,
     existing_dir,
     out_dir,
-    print_headline,
-    print_key_numbers,
+    print_summary,
 )
 
 
@@ -37,8 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from lesde.experiments.analyse import analyse
     from lesde.rundir import RunDirLock, check_identity, check_out_dir, wipe
+    from lesde.studies.analyse import analyse
 
     if (args.path is None) == (args.logits is None):
         raise ValueError("give a record PATH or --logits FILE.npz (one of them)")
@@ -58,7 +57,6 @@ def main(args: argparse.Namespace) -> int:
         else:
             check_identity(out, experiment="analyse", config={"source": source})
         summary = analyse(args.path, out, logits=args.logits)
-    print_headline(summary)
-    print_key_numbers(summary.get("key") or {})
+    print_summary(summary, "lesde analyse")
     print(f"open {out / 'report.html'}")
     return 0

@@ -8,7 +8,6 @@ interruption resumes: finished stages are skipped, training continues from its s
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -17,11 +16,10 @@ from lesde.commands._options import (
     add_overwrite,
     out_dir,
     positive_int,
-    print_headline,
-    print_key_numbers,
+    print_summary,
     seed,
 )
-from lesde.experiments.registry import EXPERIMENTS
+from lesde.studies.registry import EXPERIMENTS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_config(name: str, args: argparse.Namespace):
     """The experiment's Config from the command-line options."""
-    from lesde.experiments.registry import get
+    from lesde.studies.registry import get
 
     mod = get(name)
     if name == "separation":
@@ -78,9 +76,9 @@ def build_config(name: str, args: argparse.Namespace):
 
 
 def main(args: argparse.Namespace) -> int:
-    from lesde.experiments.registry import get
     from lesde.rundir import RunDirLock, check_identity, check_out_dir, wipe
     from lesde.store import jsonable
+    from lesde.studies.registry import get
 
     name = args.name
     out = Path(args.out or f"runs/{name}")
@@ -100,15 +98,10 @@ def main(args: argparse.Namespace) -> int:
         if name == "paper":
             mod.run(cfg, out, ray_address=args.ray)
         elif name == "separation":
-            from lesde.experiments.runner import run_separation
+            from lesde.studies.runner import run_separation
 
-            print(run_separation(cfg, out, tiny=args.scale == "tiny")["key"]["collapse"])
+            print(run_separation(cfg, out, tiny=args.scale == "tiny").key.extra["collapse"])
         else:
-            summary = mod.run(cfg, out)
-            print_headline(summary)
-            print_key_numbers(summary.get("key") or {})
-            for note in summary.get("notes") or []:
-                if note.startswith("WARNING"):
-                    print(f"lesde run {name}: {note}", file=sys.stderr)
+            print_summary(mod.run(cfg, out), f"lesde run {name}")
     print(f"done in {time.perf_counter() - t:.0f} s; open {out / 'report.html'}")
     return 0

@@ -144,6 +144,7 @@ def main(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
+    from lesde._progress import progress_bar
     from lesde.rundir import RunDirLock, check_out_dir, wipe
     from lesde.store import read_json, run_status
     from lesde.train import TrainConfig, TrainingDiverged, run_training
@@ -246,8 +247,12 @@ def main(args: argparse.Namespace) -> int:
 
     def progress(n: int) -> None:
         if not bars:
-            bars.append(tqdm(total=total, initial=initial, unit="trial-step", unit_scale=True,
-                             disable=args.no_progress, smoothing=0.05, desc="train"))  # fmt: skip
+            if args.no_progress:
+                bars.append(tqdm(total=total, disable=True))
+            else:  # a bar in a terminal, plain lines in a log file
+                bar = progress_bar(total, initial=initial, unit="trial-step", unit_scale=True,
+                                   smoothing=0.05, desc="train")  # fmt: skip
+                bars.append(bar)
         bars[0].update(n * n_trials)
 
     def close_bar() -> None:

@@ -9,9 +9,10 @@ A run directory holds:
   the full Ê(t) (docs/math.md §4, §6);
 - ``forecast.npz``: the out-of-sample backtests (`lesde.forecasting.backtest`): fitted on
   t ≤ f·T, the LE-ODE/SDE's prediction of the rest against the genuine record;
-- ``summary.json``: the key numbers and, per stage, what it wrote. It is rewritten
-  atomically after every stage, so an interrupted ``lesde run`` resumes: a stage is
-  skipped when ``summary.json`` marks it done and its output file is present.
+- ``summary.json``: the key numbers and, per stage, what it wrote
+  (`lesde.experiments.summary`). It is rewritten atomically after every stage, so an
+  interrupted ``lesde run`` resumes: a stage is skipped when ``summary.json`` marks it
+  done and its output file is present.
 
 Every array file is written to a temporary name and moved into place (``os.replace``),
 so a kill leaves either the old state or the new one, never half a file. ``.npz`` files
@@ -33,14 +34,14 @@ deviation over time.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from lesde._progress import progress_bar
 from lesde.estimate.class_means import class_means_from_samples, probe_class_means
 from lesde.experiments.config import (
     STAGE_VERSIONS,
@@ -57,6 +58,7 @@ from lesde.experiments.stages import record_arrays as _record_arrays
 from lesde.experiments.stages import stage_analyse as _stage_analyse
 from lesde.experiments.stages import stage_estimate as _stage_estimate
 from lesde.experiments.stages import stage_simulate as _stage_simulate
+from lesde.experiments.summary import RunSummary, crossing, write_summary
 from lesde.experiments.synthetic import synthetic_record
 from lesde.rundir import SUMMARY, load_summary, mark_stage, open_record, stage_done
 from lesde.store import jsonable, load_npz, save_npz_atomic, write_json_atomic
@@ -67,6 +69,7 @@ __all__ = [
     "STAGES",
     "STAGE_VERSIONS",
     "run_pipeline",
+    "build_summary",
     "make_train_fn",
     "crossing",
     "load_summary",
@@ -94,7 +97,21 @@ def _stage_done(run_dir: Path, summary: dict, stage: str, outputs: list[str]) ->
 
 
 def _mark(run_dir: Path, summary: dict, stage: str, outputs: list[str], seconds: float) -> None:
-    mark_stage(run_dir, summary, stage, outputs, seconds, STAGE_VERSIONS[stage])
+    mark_stage(summary, stage, outputs, seconds, STAGE_VERSIONS[stage])
+    write_summary(run_dir, summary)
+
+
+def build_summary(numbers: Mapping[str, Any]) -> RunSummary:
+    """The typed summary of a run's stage numbers: headline, key numbers and notes built
+    from them (`lesde.experiments.headline`), once."""
+    base = RunSummary.from_json({k: v for k, v in numbers.items()
+                                 if k not in ("headline", "key", "notes")})  # fmt: skip
+    return dataclasses.replace(
+        base,
+        headline=tuple(headline(numbers)),
+        key=key_numbers(numbers),
+        notes=tuple(verdict_notes(numbers)),
+    )
 
 
 def run_pipeline(
@@ -105,7 +122,7 @@ def run_pipeline(
     train: Callable[[Path], None],
     cfg: PipelineConfig,
     log: Callable[[str], None] = print,
-) -> dict[str, Any]:
+) -> RunSummary:
     """Run (or resume) train → estimate → simulate → analyse in ``run_dir``.
 
     Args:
@@ -118,7 +135,7 @@ def run_pipeline(
         log: progress messages.
 
     Returns:
-        The summary dict (as written to ``summary.json``).
+        The summary (`RunSummary`, a mapping of what ``summary.json`` holds).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -127,7 +144,7 @@ def run_pipeline(
     summary["config"] = jsonable(config)
     summary["pipeline"] = jsonable(cfg)
     summary.setdefault("stages", {})
-    write_json_atomic(run_dir / SUMMARY, summary)
+    write_summary(run_dir, summary)
     train_dir = run_dir / "train"
 
     if _stage_done(run_dir, summary, "train", ["train"]):
@@ -189,11 +206,7 @@ def run_pipeline(
         _mark(run_dir, summary, "forecast", ["forecast.npz"], time.perf_counter() - t)
         log(f"forecast: {time.perf_counter() - t:.1f} s")
 
-    summary["headline"] = headline(summary)
-    summary["key"] = key_numbers(summary)
-    summary["notes"] = verdict_notes(summary)
-    write_json_atomic(run_dir / SUMMARY, summary)
-    return summary
+    return write_summary(run_dir, build_summary(summary))
 
 
 def make_train_fn(spec: TrainSpec, *, progress: bool = True) -> Callable[[Path], None]:
@@ -209,16 +222,15 @@ def make_train_fn(spec: TrainSpec, *, progress: bool = True) -> Callable[[Path],
         tcfg = spec.train_config()
         bar = None
         if progress:
-            from tqdm import tqdm
-
             done = 0  # steps already in the store when resuming
             meta = Path(train_dir) / "meta.json"
             if meta.exists():
                 done = int(json.loads(meta.read_text()).get("steps_done", 0))
-            bar = tqdm(
-                total=spec.n_steps * spec.n_trials, initial=done * spec.n_trials,
-                unit="trial-step", unit_scale=True,
-                desc=f"train {spec.data} ({spec.n_trials} trials)", mininterval=1.0,
+            # a bar in a terminal, a line per minute and at the end in a log file
+            bar = progress_bar(
+                spec.n_steps * spec.n_trials, initial=done * spec.n_trials, unit="trial-step",
+                desc=f"train {spec.data} ({spec.n_trials} trials)", unit_scale=True,
+                mininterval=1.0,
             )  # fmt: skip
         try:
             run_training(
@@ -230,13 +242,3 @@ def make_train_fn(spec: TrainSpec, *, progress: bool = True) -> Callable[[Path],
                 bar.close()
 
     return train
-
-
-def crossing(x: Any, y: Any, level: float) -> float | None:
-    """First x where y crosses ``level`` (linear interpolation), None if it never does."""
-    x = np.asarray(x, dtype=float)
-    y = np.asarray(y, dtype=float) - level
-    for i in range(len(x) - 1):
-        if np.isfinite(y[i]) and np.isfinite(y[i + 1]) and y[i] * y[i + 1] <= 0 and y[i] != 0:
-            return float(x[i] - y[i] * (x[i + 1] - x[i]) / (y[i + 1] - y[i]))
-    return None

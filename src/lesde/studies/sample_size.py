@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from lesde._validation import check_choice, check_seed
-from lesde.experiments import geomnist
-from lesde.experiments.runner import run_points
+from lesde.studies import geomnist
+from lesde.studies.runner import run_points
 
 __all__ = ["Config", "run"]
 

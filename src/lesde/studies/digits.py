@@ -2,7 +2,7 @@
 
 scikit-learn's bundled handwritten digits (8×8, upsampled to 32×32 by the data module),
 K = 3 classes (0, 1, 2 by default), ~180 images per class: 120 for training, the rest
-for validation. Scales as `lesde.experiments.geomnist` (trials, steps, checkpoints).
+for validation. Scales as `lesde.studies.geomnist` (trials, steps, checkpoints).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lesde.experiments import geomnist
-from lesde.experiments.runner import run_single
+from lesde.studies import geomnist
+from lesde.studies.runner import run_single
 
 __all__ = ["Config", "run"]
 

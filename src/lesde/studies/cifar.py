@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lesde.experiments.config import PipelineConfig, TrainSpec
-from lesde.experiments.runner import run_single
+from lesde.studies.runner import run_single
 
 __all__ = ["Config", "run"]
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lesde.rundir import load_summary, write_json_atomic
+from lesde.experiments.summary import RunSummary, point_values, read_summary, write_summary
+from lesde.rundir import load_summary
 
 __all__ = ["Config", "PARTS", "plan", "run", "claims", "measure_rate"]
 
@@ -57,11 +58,17 @@ PARTS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+def _module_path(module: str) -> str:
+    """The import path of a part's module: the theorem simulations are experiment
+    machinery (`lesde.experiments`), the training experiments are studies."""
+    return f"lesde.{'experiments' if module == 'separation' else 'studies'}.{module}"
+
+
 def _config(name: str, scale: str, seed: int, cifar_root: str | None):
     import importlib
 
     module, extra = PARTS[name]
-    mod = importlib.import_module(f"lesde.experiments.{module}")
+    mod = importlib.import_module(_module_path(module))
     if module == "separation":
         return mod, (mod.Config.quick(seed=seed) if scale == "tiny" else mod.Config(seed=seed))
     kw: dict[str, Any] = {"scale": scale, "seed": seed, **extra}
@@ -74,7 +81,7 @@ def _trial_steps(module: str, cfg: Any) -> int:
     """Trial-steps a sub-run trains (0 for the separation simulations)."""
     if module == "separation":
         return 0
-    from lesde.experiments import geomnist, label_noise, sample_size
+    from lesde.studies import geomnist, label_noise, sample_size
 
     if module in ("geomnist", "digits"):
         t, s = geomnist.SCALES[cfg.scale][:2]
@@ -85,7 +92,7 @@ def _trial_steps(module: str, cfg: Any) -> int:
     if module == "sample_size":
         t, s = sample_size._POINT_SIZE[cfg.scale]
         return int(t * s * len(cfg.n_per_class or sample_size._DEFAULT_N[cfg.scale]))
-    from lesde.experiments import cifar
+    from lesde.studies import cifar
 
     t, s = cifar.SCALES[cfg.scale][:2]
     return int(t * s)
@@ -131,11 +138,11 @@ def _run_part(name: str, module: str, cfg: Any, out: str, tiny: bool = False) ->
     """Run (or resume) one sub-run; never raises (a failure is recorded)."""
     import importlib
 
-    mod = importlib.import_module(f"lesde.experiments.{module}")
+    mod = importlib.import_module(_module_path(module))
     t = time.perf_counter()
     try:
         if module == "separation":
-            from lesde.experiments.runner import run_separation
+            from lesde.studies.runner import run_separation
 
             run_separation(cfg, Path(out) / name, tiny=tiny)
         else:
@@ -165,8 +172,7 @@ def run(
     Returns:
         The summary.
     """
-    from tqdm import tqdm
-
+    from lesde._progress import progress_bar
     from lesde.report_paper import write_paper_report
 
     scale, seed = cfg.scale, cfg.seed
@@ -180,7 +186,7 @@ def run(
     log(f"lesde run paper (scale {scale}): {len(todo)} sub-runs, {total:,} trial-steps; at "
         f"{rate:,.0f} trial-steps/s on this machine about {math.ceil(minutes)} min of training "
         "(plus the separation simulations and the stages)")  # fmt: skip
-    summary = load_summary(out, broken="warn")
+    summary = dict(load_summary(out, broken="warn"))
     summary.update(experiment="paper", config={"scale": scale, "seed": seed},
                    estimate={"trial_steps": total, "rate": rate, "minutes": minutes})  # fmt: skip
     status: dict[str, Any] = dict(summary.get("parts", {}))
@@ -188,14 +194,16 @@ def run(
         if "not_run" in p:
             status[p["name"]] = {"status": "not run", "why": p["not_run"]}
     if ray_address is None:
-        bar = tqdm(total=max(total, 1), unit="trial-step", unit_scale=True, desc="paper")
+        # a bar in a terminal; in a log file a line per sub-run (`LineProgress`)
+        bar = progress_bar(max(total, 1), unit="trial-step", unit_scale=True, desc="paper",
+                           every=0)  # fmt: skip
         for p in todo:
             bar.set_postfix_str(p["name"])
             status[p["name"]] = _run_part(p["name"], p["module"], p["cfg"], str(out),
                                           scale == "tiny")  # fmt: skip
             bar.update(p["trial_steps"])
             summary["parts"] = status
-            write_json_atomic(out / "summary.json", summary)  # incrementally
+            write_summary(out, summary)  # incrementally
         bar.close()
     else:
         import ray
@@ -210,11 +218,11 @@ def run(
     summary["parts"] = status
     _draw_fig2(out, seed)
     summary["claims"] = claims(out, status)
-    write_json_atomic(out / "summary.json", summary)
-    write_paper_report(out)
+    final = write_summary(out, summary)
+    write_paper_report(out, summary=final)
     for c in summary["claims"]:
         log(f"  {c['outcome']:>15s}: {c['claim']}")
-    return summary
+    return final
 
 
 def _draw_fig2(out: Path, seed: int) -> None:
@@ -236,10 +244,10 @@ def _draw_fig2(out: Path, seed: int) -> None:
 
 
 # ------------------------------------------------------------------ the paper's claims
-def _sub(out: Path, name: str, status: dict) -> dict | None:
+def _sub(out: Path, name: str, status: dict) -> RunSummary | None:
     if status.get(name, {}).get("status") != "done":
         return None
-    return load_summary(out / name)
+    return read_summary(out / name)
 
 
 def _why_not(name: str, status: dict) -> str:
@@ -258,7 +266,7 @@ def claims(out: Path, status: dict) -> list[dict[str, Any]]:
             rows.append({"claim": claim, "source": source, "outcome": "not run",
                          "numbers": _why_not(source, status)})  # fmt: skip
             return
-        if s.get("key", {}).get("learned") is False:
+        if s.key.learned is False:
             rows.append({"claim": claim, "source": source, "outcome": "not run",
                          "numbers": f"the {source} sub-run did not learn (its verdicts are "
                          "not meaningful; use a larger --scale)"})  # fmt: skip
@@ -289,7 +297,7 @@ def claims(out: Path, status: dict) -> list[dict[str, Any]]:
         sep_part("b", 0.96, 1.04, "s"))  # fmt: skip
 
     def collapse(s):
-        key = s.get("key", {}).get("collapse", "")
+        key = s.key.extra.get("collapse", "")
         import re
 
         m = re.search(r"\(LE-ODE\) ([0-9.e+-]+) -> ([0-9.e+-]+)", key)
@@ -300,8 +308,8 @@ def claims(out: Path, status: dict) -> list[dict[str, Any]]:
         "separation", collapse)  # fmt: skip
 
     def imitates(s):
-        k = s.get("key", {})
-        i, lm = k.get("rd_late_I"), k.get("rd_late_L")
+        rd = s.key.rd_late or {}
+        i, lm = rd.get("I"), rd.get("L")
         ok = i is not None and lm is not None and lm < i
         return ok, f"RD in late training: L-model {lm:.3g}, I-model {i:.3g}"
 
@@ -312,9 +320,8 @@ def claims(out: Path, status: dict) -> list[dict[str, Any]]:
         # scored by the model's prediction (the forecast's separable fraction at T, L-model,
         # fitted on the start of each run), shown beside the measured fact (the LP
         # separability of the trained probes); reproduced only when both follow the claim
-        k = s.get("key", {})
-        measured = _points(k, "separable_fraction")
-        predicted = _points(k, "sep_fraction_predicted_L")
+        measured = point_values(s.key.extra, "separable_fraction")
+        predicted = point_values(s.key.extra, "sep_fraction_predicted_L")
 
         def follows(pts: dict) -> bool:
             hi = [v for p, v in pts.items() if p >= 2 / 3 - 1e-3 and v is not None]
@@ -339,9 +346,8 @@ def claims(out: Path, status: dict) -> list[dict[str, Any]]:
         fails)  # fmt: skip
 
     def crosses(s):
-        k = s.get("key", {})
-        at = k.get("r_gamma_L_ci_reaches_1_at")
-        cis = _points(k, "r_gamma_L", suffix="_ci")
+        at = s.key.extra.get("r_gamma_L_ci_reaches_1_at")
+        cis = point_values(s.key.extra, "r_gamma_L", suffix="_ci")
         ok = at is not None and 0.5 <= at <= 0.7
         where = "never" if at is None else f"first at p_err = {at:.2g}"
         return ok, (f"the 95 % interval of r̂_γ (L-model) reaches 1 {where}; intervals: "
@@ -350,20 +356,6 @@ def claims(out: Path, status: dict) -> list[dict[str, Any]]:
 
     add("r̂_γ crosses 1 near p_err = 0.6 (Fig. 4c)", "label-noise", crosses)
     return rows
-
-
-def _points(key: dict, name: str, suffix: str = "") -> dict[float, Any]:
-    """{p_err: value} of the per-point key numbers ``"{name} at p_err=V{suffix}"``."""
-    out = {}
-    prefix = f"{name} at p_err="
-    for k, v in key.items():
-        if k.startswith(prefix) and k.endswith(suffix):
-            body = k[len(prefix) : len(k) - len(suffix)] if suffix else k[len(prefix) :]
-            try:
-                out[float(body)] = v
-            except ValueError:
-                continue
-    return out
 
 
 def _separation_table(out: Path) -> dict:

@@ -7,7 +7,7 @@ L-model estimates are compared across p_err. At p_err* = (K−1)/K = 2/3 the lab
 carry no information; the paper finds the transition there (validation metrics) and
 r̂_γ crossing 1 near 0.6 (Theorem 3.1).
 
-Scales follow `lesde.experiments.geomnist` with fewer trials per point (the sweep has
+Scales follow `lesde.studies.geomnist` with fewer trials per point (the sweep has
 10 points): default 12 trials × 10⁴ steps per point (1.2·10⁶ trial-steps in all,
 ~2–3 minutes of training on two quiet cores).
 """
@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from lesde._validation import check_choice, check_int, check_seed
-from lesde.experiments import geomnist
-from lesde.experiments.runner import run_points
+from lesde.studies import geomnist
+from lesde.studies.runner import run_points
 
 __all__ = ["Config", "P_ERRS", "run"]
 

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from lesde.experiments.config import PipelineConfig
-from lesde.experiments.runner import run_single
+from lesde.studies.runner import run_single
 
 __all__ = ["analyse", "LOGITS_KEYS", "import_logits"]
 

@@ -33,7 +33,7 @@ from typing import Any
 
 from lesde._validation import check_choice, check_fraction, check_int, check_seed
 from lesde.experiments.config import PipelineConfig, TrainSpec
-from lesde.experiments.runner import run_single
+from lesde.studies.runner import run_single
 
 __all__ = ["Config", "SCALES", "run", "spec_for"]
 

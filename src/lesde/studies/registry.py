@@ -9,13 +9,13 @@ __all__ = ["EXPERIMENTS", "get"]
 
 # name -> (module, one-line description)
 EXPERIMENTS: dict[str, tuple[str, str]] = {
-    "geomnist": ("lesde.experiments.geomnist", "GeoMNIST end to end (the main job)"),
-    "label-noise": ("lesde.experiments.label_noise", "p_err sweep, paper Fig. 4"),
-    "sample-size": ("lesde.experiments.sample_size", "GeoMNIST with several n per class"),
-    "cifar": ("lesde.experiments.cifar", "CIFAR-10, K = 2 or 3, from a local copy"),
-    "digits": ("lesde.experiments.digits", "scikit-learn digits (real, offline)"),
+    "geomnist": ("lesde.studies.geomnist", "GeoMNIST end to end (the main job)"),
+    "label-noise": ("lesde.studies.label_noise", "p_err sweep, paper Fig. 4"),
+    "sample-size": ("lesde.studies.sample_size", "GeoMNIST with several n per class"),
+    "cifar": ("lesde.studies.cifar", "CIFAR-10, K = 2 or 3, from a local copy"),
+    "digits": ("lesde.studies.digits", "scikit-learn digits (real, offline)"),
     "separation": ("lesde.experiments.separation", "separation theorems (2.1, 3.1)"),
-    "paper": ("lesde.experiments.paper", "every experiment of the paper, one report"),
+    "paper": ("lesde.studies.paper", "every experiment of the paper, one report"),
 }
 
 
