@@ -39,6 +39,8 @@ def ws(tmp_path, monkeypatch):
         d = tmp_path / name
         (d / "figures").mkdir(parents=True)
         (d / "summary.json").write_text(text)
+    (tmp_path / "record").mkdir()  # a training record, not a run directory
+    (tmp_path / "record" / "meta.json").write_text("{}")
     d = tmp_path / "truncstage"
     d.mkdir()
     (d / "summary.json").write_text(json.dumps({"stages": {"analyse": {"done": True}}}))
@@ -93,6 +95,7 @@ CASES = [
     (["report", "badjson"], "summary.json"),
     (["report", "notobj"], "summary.json"),
     (["figures", "truncstage"], "estimates.npz"),
+    (["figures", "record"], "lesde analyse record --out DIR"),
     (["train", "--data", "bad_len.npz", "--out", "t", "--steps", "5"], "y_train"),
     (["train", "--data", "nan.npz", "--out", "t", "--steps", "5"], "x_train"),
     (["train", "--data", "trunc.npz", "--out", "t", "--steps", "5"], "trunc.npz"),
@@ -146,3 +149,23 @@ def test_broken_pipe_is_quiet(tmp_path):
     r = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True)
     assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize(
+    ("ck", "labels", "named"),
+    [
+        ([0, 5, 5], [0, 0, 1, 1], "`checkpoint_step` must be strictly increasing, got 5 then 5"),
+        ([0, 5, 11], [0, 0, 1, 1], "`checkpoint_step` must be at most S = 10 steps (10), got 11"),
+        ([0, 5, 10], [0, 0, 0, 0], "`probe_label` needs >= 2 probes of every class 0..1"),
+    ],
+)
+def test_analyse_bad_logits_are_one_line_before_any_work(ws, capsys, ck, labels, named):
+    # R = 2 trials, S = 10 steps, K = 2 classes, C = 3 checkpoints, P = 4 probes
+    rng = np.random.default_rng(0)
+    np.savez("l.npz", sample_logits=rng.normal(size=(2, 10, 2)),
+             sample_label=rng.integers(0, 2, (2, 10)), probe_logits=rng.normal(size=(2, 3, 4, 2)),
+             probe_label=np.array(labels), checkpoint_step=np.array(ck))  # fmt: skip
+    assert app(["analyse", "--logits", "l.npz", "--out", "o"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and named in err and "Traceback" not in err, err
+    assert not (ws / "o" / "train").exists() and not (ws / "o" / "summary.json").exists()

@@ -285,3 +285,14 @@ def test_stage_outputs_round_trip_through_their_files(run):
             np.testing.assert_array_equal(np.asarray(back[k]), on_disk[k], err_msg=k)
     est = Estimates.from_arrays(pl.load_npz(d / "estimates.npz"))
     assert set(est.models) == {"I", "L"} and est.models["L"].A.shape == est.ts.shape
+
+
+def test_run_single_takes_a_spec_or_a_trainer_not_both(tmp_path):
+    # a `spec` beside a custom `train` would be silently ignored: refused, naming both
+    from lesde.studies.runner import run_single
+
+    spec = pl.TrainSpec(data="geomnist", n_trials=2, n_steps=10)
+    for kw in ({"spec": spec, "train": lambda d: None}, {"spec": None}):
+        with pytest.raises(ValueError, match="exactly one; got spec="):
+            run_single(tmp_path, experiment="x", config={}, cfg=pl.PipelineConfig(), **kw)
+    assert not (tmp_path / "summary.json").exists()

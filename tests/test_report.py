@@ -84,3 +84,38 @@ def test_cli_report(report, tmp_path):
     assert app(["report", str(d), "--out", str(out)]) == 0
     assert out.read_text().count("data:image/png;base64,") >= 6
     assert app(["report", str(tmp_path / "missing")]) == 2
+
+
+def test_points_table_names_runs_that_did_not_learn_and_shows_no_nan(tmp_path):
+    # a parent of two committed points, one marked as not learned: the table says so in
+    # its own column and writes NaN as "—", never "nan [nan, nan]"
+    import json
+    from pathlib import Path
+
+    from lesde.sweep import not_learned, not_learned_note
+
+    src = Path(__file__).resolve().parents[1] / "docs" / "results" / "label-noise-paper"
+    points = []
+    for i, v in enumerate(("0.1", "0.6667")):
+        d = tmp_path / "points" / f"p{i}"
+        d.mkdir(parents=True)
+        s = json.loads((src / "points" / f"p_err={v}" / "summary.json").read_text())
+        if i == 1:
+            s["analyse"]["learning"]["learned"] = s["key"]["learned"] = False
+            s["key"]["r_gamma_L_ci"] = [float("nan"), float("nan")]
+        (d / "summary.json").write_text(json.dumps(s))
+        points.append({"value": float(v), "dir": f"points/p{i}"})
+    (tmp_path / "summary.json").write_text(json.dumps(
+        {"experiment": "sweep", "parameter": "p_err", "points": points, "key": {}}))  # fmt: skip
+    html = write_report(tmp_path).read_text()
+    table = html[html.index("<h2>Points (p_err)</h2>") :]
+    table = table[: table.index("</table>")]
+    assert table.count("<td class='num bad'>no</td>") == 1
+    assert table.count("<td class='num'>yes</td>") == 1
+    assert "nan" not in table
+    rows = [
+        {"dataset": "geomnist", "p_err": 2 / 3, "seed": 0, "learned": False, "key": {}},
+        {"dataset": "geomnist", "p_err": 0.1, "seed": 0, "learned": True, "key": {}},
+    ]
+    assert not_learned(rows) == ["geomnist p_err=0.667 seed 0"]
+    assert not_learned_note(rows).startswith("WARNING: 1 of 2 runs did not learn (geomnist")

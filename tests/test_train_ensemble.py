@@ -314,3 +314,38 @@ def test_engine_parameters_after_50_steps_match_reference(dtype):
             scale = p.abs().max().item()
             err = (got[name] - p).abs().max().item()
             assert err <= rtol * scale, (name, r, err / scale)
+
+
+@pytest.mark.parametrize(
+    ("kw", "named"),
+    [
+        ({"feature_module": "fc2"}, "`feature_module` ('fc2') needs backend='func'"),
+        ({"model": "nets.py:make"}, "`model` ('nets.py:make') needs backend='func'"),
+        ({"backend": "func", "feature_module": "1"}, "`record_features` records; it is False"),
+        ({"backend": "func", "widths": (4, 8, 20, 10)}, "`widths` (4, 8, 20, 10) sets the paper"),
+        ({"le_model": "L"}, "`le_model`='L' is the H of the direct"),
+    ],
+)
+def test_train_config_refuses_options_without_effect(kw, named):
+    with pytest.raises(ValueError) as err:
+        TrainConfig(n_trials=2, n_steps=10, **kw)
+    assert named in str(err.value)
+    # the same options where they act are accepted
+    TrainConfig(n_trials=2, n_steps=10, backend="func", feature_module="1", record_features=True)
+    TrainConfig(n_trials=2, n_steps=10, le_model="L", le_steps=(3,), widths=(4, 8, 20, 10))
+
+
+def test_train_ensemble_refuses_keywords_without_effect():
+    data = toy_dataset(n=4, n_val=2)
+    cfg = TrainConfig(n_trials=2, n_steps=4, n_checkpoints=2, probe_per_class=1, chunk_steps=4)
+    with pytest.raises(ValueError, match="`data_config` is saved in `out`"):
+        train_ensemble(data, cfg, data_config={"name": "toy"})
+    with pytest.raises(ValueError, match="`resume` needs `out`"):
+        train_ensemble(data, cfg, resume=True)
+    big = TrainConfig(n_trials=2, n_steps=4, n_checkpoints=2, probe_per_class=1, chunk_steps=4,
+                      n_val=7)  # fmt: skip
+    with pytest.raises(ValueError, match="`n_val` must be at most the 6 validation samples"):
+        train_ensemble(data, big)
+    ok = TrainConfig(n_trials=2, n_steps=4, n_checkpoints=2, probe_per_class=1, chunk_steps=4,
+                     n_val=6)  # fmt: skip
+    assert train_ensemble(data, ok).sizes["trial"] == 2

@@ -168,7 +168,17 @@ def main(args: argparse.Namespace) -> int:
         status = run_status(out)
         if status == "missing" and not (out / "config.json").exists():
             raise FileNotFoundError(f"--resume {out}: not a lesde run (no meta.json)")
-        saved = read_json(out / "config.json")["train"]
+        stored = read_json(out / "config.json")
+        if "train" not in stored:
+            what = (
+                "a `lesde.Recorder` record" if "recorder" in stored else "not a `lesde train` run"
+            )
+            raise ValueError(
+                f"--resume {out}: {what}; `lesde train` resumes only its own runs"
+                + (" (rerun your training loop with the same Recorder arguments: it continues "
+                   "from the last written chunk)" if "recorder" in stored else "")
+            )  # fmt: skip
+        saved = stored["train"]
         done = 0
         if status == "running":
             done = int(read_json(out / "meta.json").get("steps_done", 0))

@@ -165,7 +165,8 @@ class TrainSpec:
             schedule="linear",  # even spacing: Ê(t) windows and ETF curves on a uniform grid
             probe_per_class=self.probe_per_class,
             le_steps=le_steps_for(self.n_steps, self.n_le_steps),
-            le_model="L",  # compared with the L-model inversion
+            # compared with the L-model inversion; the H of nothing when none is measured
+            le_model="L" if le_steps_for(self.n_steps, self.n_le_steps) else "I",
             p_err=self.p_err,
         )
 

@@ -62,6 +62,7 @@ from lesde.experiments.summary import RunSummary, crossing, write_summary
 from lesde.experiments.synthetic import synthetic_record
 from lesde.rundir import SUMMARY, load_summary, mark_stage, open_record, stage_done
 from lesde.store import jsonable, load_npz, save_npz_atomic, write_json_atomic
+from lesde.train.premise import optimizer_caveat
 
 __all__ = [
     "PipelineConfig",
@@ -155,6 +156,10 @@ def run_pipeline(
         _mark(run_dir, summary, "train", ["train"], time.perf_counter() - t)
         log(f"train: {time.perf_counter() - t:.1f} s")
 
+    # the premises of the LE-SDE the record does not meet (an optimizer other than plain
+    # batch-size-1 SGD): every model verdict carries them
+    caveat = optimizer_caveat(train_dir)
+    summary["caveats"] = [caveat] if caveat else []
     ds = None
     rec = None
 

@@ -17,6 +17,10 @@ of ``summary.json``, and the report, the CLI, the paper's claims, the sweep tabl
 figures read it through `read_summary`. A `RunSummary` is also a read-only mapping of its
 JSON form, so ``summary["key"]["val_acc_final"]`` keeps working.
 
+Why this file is long: the schema is one contract (its types, the flat key names of
+``summary.json`` and their one parser, the migration from schema 1); split across files,
+a name would be built in one and parsed in another.
+
 Version 1 (no ``"schema"`` key) loads: its headline rows, which held the displayed text
 in ``value``, gain their value from the vocabulary (`VALUES`) and keep the text as
 ``detail``.

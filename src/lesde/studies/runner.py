@@ -45,7 +45,7 @@ def run_single(
         out: the run directory.
         experiment: name stored in the summary.
         config: the experiment's config (stored).
-        spec: what to train (ignored when ``train`` is given).
+        spec: what to train; None when ``train`` is given (giving both is an error).
         cfg: options of the later stages.
         train: a custom ``train(train_dir)`` (e.g. `synthetic_record`); default from ``spec``.
         log: progress messages.
@@ -53,9 +53,13 @@ def run_single(
     Returns:
         The summary.
     """
+    if (spec is None) == (train is None):
+        raise ValueError(
+            "give `spec` (what to train) or `train` (a custom trainer), exactly one; got "
+            f"spec={'None' if spec is None else type(spec).__name__}, "
+            f"train={'None' if train is None else getattr(train, '__name__', 'a callable')}"
+        )
     if train is None:
-        if spec is None:
-            raise ValueError("`spec` or `train` must be given")
         train = make_train_fn(spec)
     before = load_summary(out).get("stages")
     after = run_pipeline(out, experiment=experiment, config=config, train=train, cfg=cfg, log=log)

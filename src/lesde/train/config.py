@@ -37,13 +37,15 @@ class TrainConfig:
         seed: root seed of everything stochastic.
         dtype: ``"float32"`` or ``"float64"``.
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
-        widths: CNN widths (conv1, conv2, fc1, fc2); the paper's (6, 16, 120, 84).
+        widths: CNN widths (conv1, conv2, fc1, fc2); the paper's (6, 16, 120, 84). The
+            ``"cnn"`` backend only (``"func"`` trains what ``model()`` builds).
         n_checkpoints: probe/validation evaluations, including steps 0 and S.
         schedule: ``"log"`` or ``"linear"`` checkpoint spacing.
         probe_per_class: probes per class drawn from train and from val each.
         record_features: also record the probes' penultimate features (84 per probe).
         le_steps: steps m (1 ≤ m ≤ S) at which to measure local elasticity directly.
-        le_model: H of the direct measurement: ``"I"`` (H = I) or ``"L"`` (d̂_L d̂_Lᵀ).
+        le_model: H of the direct measurement: ``"I"`` (H = I) or ``"L"`` (d̂_L d̂_Lᵀ);
+            ``"L"`` needs ``le_steps``.
         p_err: label-corruption fraction of the training labels (docs/math.md §7).
         n_val: validation samples used for val_loss/val_acc (a fixed random subset);
             None: all.
@@ -53,8 +55,8 @@ class TrainConfig:
             `train_ensemble`, vectorised with ``torch.func``; `lesde.train.backends`).
         momentum, weight_decay: SGD options of the ``"func"`` backend (torch.optim.SGD
             semantics); the paper's plain SGD is 0, 0 (the ``"cnn"`` engine has only that).
-        feature_module: ``"func"``: the submodule whose output is recorded as the
-            probes' features (``record_features``).
+        feature_module: ``"func"`` with ``record_features``: the submodule whose output
+            is recorded as the probes' features.
         model: ``"func"``: where the model factory comes from, ``"package.module:fn"``
             or ``"file.py:fn"``; stored so that a resumed run rebuilds it (None: the
             factory must be passed again to resume).
@@ -62,6 +64,11 @@ class TrainConfig:
             each; ``torch.set_num_threads(1)`` holds while training and is restored
             after); None: one per torch CPU thread (1 on CUDA). Results can differ in
             the last float bits between group counts; a resumed run reuses its count.
+
+    Options that would have no effect in a combination (``widths`` with ``"func"``,
+    ``feature_module`` or ``model`` with ``"cnn"``, ``feature_module`` without
+    ``record_features``, ``le_model="L"`` without ``le_steps``) are refused with a
+    ValueError naming them.
     """
 
     n_trials: int = 100
@@ -135,11 +142,27 @@ class TrainConfig:
                 raise ValueError(f"`{name}`: the 'cnn' engine is plain SGD; use backend='func'")
         if self.record_features and self.backend == "func" and self.feature_module is None:
             raise ValueError("`record_features` with backend='func' needs `feature_module`")
+        for name in ("feature_module", "model"):
+            if getattr(self, name) is not None and self.backend != "func":
+                raise ValueError(f"`{name}` ({getattr(self, name)!r}) needs backend='func', got "
+                                 f"`backend`={self.backend!r}, which never uses it")  # fmt: skip
+        if self.feature_module is not None and not self.record_features:
+            raise ValueError(f"`feature_module` ({self.feature_module!r}) names what "
+                             "`record_features` records; it is False")  # fmt: skip
+        if self.backend == "func" and tuple(self.widths) != (6, 16, 120, 84):
+            raise ValueError(
+                f"`widths` {tuple(self.widths)} sets the paper's CNN; "
+                "backend='func' trains what `model()` builds and never uses it"
+            )
         le = tuple(sorted({int(m) for m in self.le_steps}))
         if le and (le[0] < 1 or le[-1] > self.n_steps):
             raise ValueError(f"`le_steps` must lie in [1, {self.n_steps}], got {self.le_steps!r}")
         if le and self.batch_size != 1:
             raise ValueError(f"`le_steps` needs batch_size 1, got {self.batch_size}")
+        if self.le_model != "I" and not le:
+            raise ValueError(f"`le_model`={self.le_model!r} is the H of the direct local-"
+                             "elasticity measurement, but `le_steps` is empty: nothing is "
+                             "measured")  # fmt: skip
         object.__setattr__(self, "le_steps", le)
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
 

@@ -111,7 +111,7 @@ def train_ensemble(
         resume: continue the unfinished run in ``out`` from its last complete chunk
             (the configuration must match the saved one).
         data_config: JSON-able description of ``data`` saved in ``config.json`` (the
-            CLI uses it to rebuild the data on resume).
+            CLI uses it to rebuild the data on resume); needs ``out``.
         progress: called with the number of steps just done (per trial), every few steps.
         model: ``backend="func"``: a no-argument factory of one network (with any
             other backend it is refused, naming ``backend``).
@@ -123,7 +123,8 @@ def train_ensemble(
     Raises:
         TrainingDiverged: a loss became non-finite; the data so far are kept and the
             run is marked diverged.
-        ValueError: ``model`` with a backend other than "func".
+        ValueError: ``model`` with a backend other than "func"; ``resume`` or
+            ``data_config`` without ``out``; ``cfg.n_val`` above the validation set's size.
     """
     if model is not None and cfg.backend != "func":
         # the "cnn" engine trains the paper's CNN only: a factory would be ignored
@@ -131,6 +132,16 @@ def train_ensemble(
             f"`model` needs the 'func' backend (TrainConfig(backend='func', ...)), got "
             f"`backend`={cfg.backend!r}, which trains the paper's CNN and never calls `model`"
         )
+    if out is None and resume:
+        raise ValueError("`resume` needs `out`")
+    if out is None and data_config is not None:
+        raise ValueError("`data_config` is saved in `out`/config.json, but `out` is None: "
+                         "give `out`, or drop `data_config`")  # fmt: skip
+    n_val_data = len(np.asarray(data.y_val)) if isinstance(data, Dataset) else None
+    if n_val_data is not None and getattr(cfg, "n_val", None) is not None:
+        if cfg.n_val > n_val_data:  # a subset that large would silently be all of them
+            raise ValueError(f"`n_val` must be at most the {n_val_data} validation samples "
+                             f"of `data`, got {cfg.n_val}")  # fmt: skip
     if model is None and cfg.backend == "func" and cfg.model is not None:
         from lesde.train.backends import resolve_model
 
@@ -138,8 +149,6 @@ def train_ensemble(
     prep = _prepare(data, cfg, model)
     config = {"train": cfg.to_json(), "data": dict(data_config or {})}
     if out is None:
-        if resume:
-            raise ValueError("`resume` needs `out`")
         sink: Any = MemorySink(prep.layout)
         for name, (dims, values) in prep.coords.items():
             sink.arrays[name], sink.dims[name] = np.asarray(values), dims
