@@ -82,6 +82,7 @@ CASES = [
     (["train", "--batch-size", "4", "--le-steps", "5", "--out", "t"], "--le-steps"),
     (["train", "--p-err", "1.5", "--out", "t"], "--p-err"),
     (["train", "--lr", "nan", "--out", "t"], "--lr"),
+    (["train", "--feature-module", "fc2", "--out", "t", "--steps", "5"], "--feature-module"),
     (["run", "geomnist", "--seed", "-1"], "--seed"),
     (["run", "geomnist", "--trials", "0"], "--trials"),
     (["sweep", "--seeds", "-1"], "--seeds"),

@@ -147,7 +147,7 @@ def main(args: argparse.Namespace) -> int:
     from lesde._progress import progress_bar
     from lesde.rundir import RunDirLock, check_out_dir, wipe
     from lesde.store import read_json, run_status
-    from lesde.train import TrainConfig, TrainingDiverged, run_training
+    from lesde.train import TrainingDiverged, run_training
     from lesde.train.recorder import log_steps
 
     if args.resume is not None and args.out is not None:
@@ -205,30 +205,10 @@ def main(args: argparse.Namespace) -> int:
             if args.batch_size != 1 and args.n_le_steps > 0:
                 print("lesde train: note: the direct local-elasticity measurement needs "
                       "--batch-size 1; it is not recorded", file=sys.stderr)  # fmt: skip
-        cfg = TrainConfig(
-            n_trials=args.trials,
-            n_steps=args.steps,
-            lr=args.lr,
-            batch_size=args.batch_size,
-            sampling=args.sampling,
-            seed=args.seed,
-            dtype=args.dtype,
-            device=args.device,
-            n_checkpoints=args.checkpoints,
-            schedule=args.schedule,
-            probe_per_class=args.probe_per_class,
-            record_features=args.record_features,
-            le_steps=le,
-            le_model=args.le_model,
-            p_err=args.p_err,
-            n_val=args.n_val,
-            chunk_steps=args.chunk_steps,
-            backend="func" if args.model else "cnn",
-            momentum=args.momentum,
-            weight_decay=args.weight_decay,
-            feature_module=args.feature_module,
-            model=args.model,
-        )
+        try:
+            cfg = _train_config(args, le)
+        except ValueError as err:  # name the flags, not the config attributes
+            raise ValueError(_flags(str(err))) from None
         if args.model:
             from lesde.train.backends import resolve_model
 
@@ -313,3 +293,47 @@ def main(args: argparse.Namespace) -> int:
         f"final val_acc {acc.mean():.3f} ± {acc.std():.3f}"
     )
     return 0
+
+
+# TrainConfig attribute -> the `lesde train` flag that sets it (for its error messages)
+_FLAG_OF = {"feature_module": "--feature-module", "le_model": "--le-model",
+            "le_steps": "--le-steps", "model": "--model", "momentum": "--momentum",
+            "weight_decay": "--weight-decay", "record_features": "--record-features",
+            "batch_size": "--batch-size", "n_val": "--n-val", "backend": "--model"}  # fmt: skip
+
+
+def _flags(message: str) -> str:
+    """A TrainConfig message with each attribute followed by its flag."""
+    for name, flag in _FLAG_OF.items():
+        message = message.replace(f"`{name}`", f"`{name}` ({flag})")
+    return message
+
+
+def _train_config(args: argparse.Namespace, le: tuple[int, ...]):
+    """The TrainConfig of a new `lesde train` run from its flags."""
+    from lesde.train import TrainConfig
+
+    return TrainConfig(
+        n_trials=args.trials,
+        n_steps=args.steps,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        sampling=args.sampling,
+        seed=args.seed,
+        dtype=args.dtype,
+        device=args.device,
+        n_checkpoints=args.checkpoints,
+        schedule=args.schedule,
+        probe_per_class=args.probe_per_class,
+        record_features=args.record_features,
+        le_steps=le,
+        le_model=args.le_model,
+        p_err=args.p_err,
+        n_val=args.n_val,
+        chunk_steps=args.chunk_steps,
+        backend="func" if args.model else "cnn",
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        feature_module=args.feature_module,
+        model=args.model,
+    )
