@@ -126,6 +126,54 @@ def demo_sentence() -> str:
     )
 
 
+def speed_sentence() -> str:
+    """The README's training-speed numbers (docs/results/train-bench: bench_train.py)."""
+    d = _load(RESULTS / "train-bench" / "train.json")
+    r = {row["variant"]: row for row in d["rows"]}
+    dv = d["derived"]
+
+    def rate(v: str) -> str:
+        return f"{r[v]['trial_steps_per_s']:,.0f}"
+
+    return (
+        f'the "cnn" backend records at {rate("cnn, recording")} trial-steps/s, '
+        f"{dv['new_over_previous_recording']:.2f}× the previous engine "
+        f"({rate('cnn (previous engine), recording')}) in the same run and "
+        f"{r['cnn, recording']['pct_flop_limit']:.1f} % of the FLOP limit; its bare step "
+        f"{rate('engine only, 2 thread groups')} trial-steps/s "
+        f"({dv['new_over_previous_bare']:.2f}×), so recording costs "
+        f"{dv['recording_overhead']:.0%}; a plain `nn.Module` + SGD loop "
+        f"{rate('plain loop nn.Module+SGD')} steps/s"
+    )
+
+
+def func_sentence() -> str:
+    """The README's "func" backend numbers (docs/results/train-bench)."""
+    d = _load(RESULTS / "train-bench" / "train.json")
+    r = {row["variant"]: row["trial_steps_per_s"] for row in d["rows"]}
+    return (
+        f"the paper's CNN at {r['func backend (paper CNN), recording']:,.0f} trial-steps/s "
+        f'({d["derived"]["func_cnn_over_new_cnn"]:.0%} of the "cnn" backend), an MLP on '
+        f"10-class vectors at {r['func backend, MLP on 10-class vectors']:,.0f} vs "
+        f"{r['plain loop, MLP on 10-class vectors']:,.0f} for its plain loop"
+    )
+
+
+def timing_sentence() -> str:
+    """The README's measured paper-scale GeoMNIST wall time and the whole-paper estimate."""
+    d = _load(RESULTS / "timing" / "summary.json")
+    g, p = d["geomnist_paper"], d["paper_scale"]
+    return (
+        f"`lesde run geomnist --scale paper` ({g['trial_steps']:.0e} trial-steps) took "
+        f"{g['wall_seconds'] / 60:.1f} min here, {g['seconds']['train'] / 60:.1f} min of it "
+        f"training at {g['train_rate']:,} trial-steps/s with recording (the previous engine: "
+        f"{d['previous_engine_geomnist_train_seconds'] / 60:.1f} min); at that rate the "
+        f"paper's {p['trial_steps']:.2e} trial-steps without CIFAR-10 are "
+        f"{p['train_hours_at_that_rate']:.1f} h of training, {p['train_hours_with_cifar']:.1f} h "
+        "with it"
+    )
+
+
 def synthetic_rows() -> list[str]:
     """The forecast validation on the LE particle process (examples/forecast_validation.py)."""
     s = _load(RESULTS / "forecast-synthetic" / "summary.json")

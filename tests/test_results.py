@@ -56,3 +56,34 @@ def test_tail_check_rates_quoted_in_readme_match():
     low = [v for k, v in s["relaxation_fail_rate"].items() if k.endswith("noise=0.001")]
     assert min(low) == 1.0  # README: "relaxations fail 100 % at low noise"
     assert "relaxations fail 100 % at low noise" in README
+
+
+def test_training_speed_is_quoted_from_the_bench_results():
+    # docs/results/train-bench: bench/bench_train.py's table, committed
+    assert rt.speed_sentence() in README
+    assert rt.func_sentence() in README
+
+
+def test_paper_scale_timing_is_quoted_from_its_measurement():
+    # docs/results/timing: `lesde run geomnist --scale paper`, timed (examples/timing.py)
+    assert rt.timing_sentence() in README
+    t = json.loads((ROOT / "docs/results/timing/summary.json").read_text(encoding="utf-8"))
+    minutes = t["geomnist_paper"]["wall_seconds"] / 60
+    hours = t["paper_scale"]["train_hours_at_that_rate"]
+    assert (
+        f"about {round(minutes)} min on 2 CPU cores, the whole paper about {hours:.1f} h" in README
+    )
+
+
+def test_results_readme_speed_numbers_are_the_committed_ones():
+    t = json.loads((ROOT / "docs/results/timing/summary.json").read_text(encoding="utf-8"))
+    b = json.loads((ROOT / "docs/results/train-bench/train.json").read_text(encoding="utf-8"))
+    g = t["geomnist_paper"]
+    for quoted in (
+        f"{g['wall_seconds'] / 60:.1f} min end to end",
+        f"{g['seconds']['train'] / 60:.1f} min of training at {g['train_rate']:,} trial-steps/s",
+        f"{t['previous_engine_geomnist_train_seconds'] / 60:.1f} min of training for the previous",
+        f"about {t['paper_scale']['train_hours_at_that_rate']:.1f} h of training",
+        f"in the bench ({b['derived']['recording_overhead']:.0%})",
+    ):
+        assert " ".join(quoted.split()) in " ".join(RESULTS_README.split()), quoted

@@ -349,3 +349,141 @@ def test_train_ensemble_refuses_keywords_without_effect():
     ok = TrainConfig(n_trials=2, n_steps=4, n_checkpoints=2, probe_per_class=1, chunk_steps=4,
                      n_val=6)  # fmt: skip
     assert train_ensemble(data, ok).sizes["trial"] == 2
+
+
+# ------------------------------------------------------------------ compiled "cnn" step
+
+
+def _compiled_engine(spec, params, dtype):
+    from lesde.train.engine_cnn import EnsembleCNN
+
+    eng = EnsembleCNN(spec, params, device=torch.device("cpu"), dtype=dtype)
+    if eng.kernel is None:
+        pytest.skip("no C compiler: the compiled step is not built here")
+    return eng
+
+
+@pytest.mark.parametrize("batch_size", [1, 2])
+@pytest.mark.parametrize("spec", [CNNSpec(1, 3), CNNSpec(3, 4, widths=(4, 8, 20, 12))])
+def test_compiled_run_steps_equal_one_by_one_float64(batch_size, spec):
+    # 30 steps in two kernel calls (each trial's steps in turn) against nn.Module + SGD
+    R, dt = 3, torch.float64
+    cfg = TrainConfig(n_trials=R, dtype="float64")
+    params = [initial_params(cfg, spec, r, dtype=dt) for r in range(R)]
+    eng = _compiled_engine(spec, params, dt)
+    nets = [CNN.from_params(spec, p) for p in params]
+    opts = [torch.optim.SGD(n.parameters(), lr=cfg.lr) for n in nets]
+    data = toy_dataset(K=spec.n_classes, C=spec.in_channels)
+    X = torch.as_tensor(data.x_train, dtype=dt)
+    Y = torch.as_tensor(data.y_train)
+    idx = torch.as_tensor(np.random.default_rng(1).integers(0, len(Y), (R, 30, batch_size)))
+    z = torch.cat([eng.run_steps(X, idx[:, a:b], Y[idx[:, a:b]], cfg.lr)[0]
+                   for a, b in ((0, 17), (17, 30))])  # fmt: skip
+    for m in range(30):
+        for r in range(R):
+            opts[r].zero_grad()
+            out = nets[r](X[idx[r, m]])
+            np.testing.assert_allclose(z[m, r].numpy(), out.detach().numpy(), rtol=1e-10,
+                                       atol=1e-13)  # fmt: skip
+            F.cross_entropy(out, Y[idx[r, m]]).backward()
+            opts[r].step()
+    for r in range(R):
+        got = eng.trial_params(r)
+        for name, p in nets[r].state_dict().items():
+            err = (got[name] - p).abs().max().item()
+            assert err <= 1e-10 * p.abs().max().item(), (name, r, err)
+
+
+def test_compiled_step_is_bitwise_repeatable():
+    spec, dt = CNNSpec(1, 3), torch.float32
+    cfg = TrainConfig(n_trials=2)
+    data = toy_dataset()
+    X, Y = torch.as_tensor(data.x_train), torch.as_tensor(data.y_train)
+    idx = torch.as_tensor(np.random.default_rng(2).integers(0, len(Y), (2, 20, 1)))
+    runs = []
+    for _ in range(2):
+        eng = _compiled_engine(spec, [initial_params(cfg, spec, r) for r in range(2)], dt)
+        z, loss = eng.run_steps(X, idx, Y[idx], cfg.lr)
+        runs.append((z.numpy(), loss.numpy(), eng.state()["fc1.weight"].numpy()))
+    for a, b in zip(*runs, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+class _Corrupted:
+    """A compiled kernel whose logits are off by 1e-3: the check must refuse it."""
+
+    def __init__(self, kernel):
+        self.kernel, self.dtype = kernel, kernel.dtype
+
+    def scratch(self, batch_size):
+        return self.kernel.scratch(batch_size)
+
+    def step(self, x, y, lr, params, z, loss, scratch):
+        self.kernel.step(x, y, lr, params, z, loss, scratch)
+        z.add_(1e-3)
+
+    def steps(self, x_train, idx, y, lr, params, z, loss, scratch):
+        self.kernel.steps(x_train, idx, y, lr, params, z, loss, scratch)
+        z.add_(1e-3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_compiled_step_that_disagrees_falls_back_with_warning(monkeypatch, dtype):
+    from lesde.train import engine_cnn, engine_fast
+
+    spec = CNNSpec(1, 3)
+    real = engine_fast.build_kernel(engine_cnn._dims(spec), dtype)
+    if real is None:
+        pytest.skip("no C compiler")
+    tol = 1e-10 if dtype == torch.float64 else 1e-4
+    assert engine_cnn._check(spec, dtype, real) <= tol  # the real kernel passes
+    monkeypatch.setattr(engine_cnn, "_CHECKED", {})
+    monkeypatch.setattr(engine_fast, "build_kernel", lambda dims, dt: _Corrupted(real))
+    cfg = TrainConfig(n_trials=2, n_steps=5, dtype="float64" if dtype == torch.float64 else
+                      "float32")  # fmt: skip
+    params = [initial_params(cfg, spec, r, dtype=dtype) for r in range(2)]
+    with pytest.warns(RuntimeWarning, match="disagrees with the torch engine"):
+        eng = engine_cnn.EnsembleCNN(spec, params, device=torch.device("cpu"), dtype=dtype)
+    assert eng.kernel is None
+    ref = engine_cnn.BatchedCNN(spec, params, device=torch.device("cpu"), dtype=dtype)
+    data = toy_dataset()
+    X, Y = torch.as_tensor(data.x_train, dtype=dtype), torch.as_tensor(data.y_train)
+    idx = torch.as_tensor(np.random.default_rng(3).integers(0, len(Y), (2, 4, 1)))
+    za, _ = eng.run_steps(X, idx, Y[idx], cfg.lr)
+    zb, _ = ref.run_steps(X, idx, Y[idx], cfg.lr)
+    np.testing.assert_array_equal(za.numpy(), zb.numpy())  # the previous engine's steps
+
+
+def test_compiled_step_without_compiler_warns_and_trains(monkeypatch, tmp_path):
+    from lesde.train import engine_cnn, engine_fast
+
+    monkeypatch.setattr(engine_cnn, "_CHECKED", {})
+    monkeypatch.setattr(engine_fast, "_BUILT", {})
+    monkeypatch.setenv("CC", "no-such-cc-lesde")
+    monkeypatch.setenv("LESDE_CACHE_DIR", str(tmp_path))
+    cfg = TrainConfig(n_trials=2, n_steps=6, n_checkpoints=2, probe_per_class=2)
+    with pytest.warns(RuntimeWarning, match="could not be built"):
+        ds = train_ensemble(toy_dataset(), cfg)
+    assert np.isfinite(ds["sample_logits"].values).all()
+
+
+def test_kernel_switch_off_uses_previous_engine(monkeypatch):
+    from lesde.train import engine_cnn
+
+    monkeypatch.setenv("LESDE_CNN_KERNEL", "off")
+    spec = CNNSpec(1, 3)
+    params = [initial_params(TrainConfig(n_trials=1), spec, 0)]
+    eng = engine_cnn.EnsembleCNN(spec, params, device=torch.device("cpu"), dtype=torch.float32)
+    assert eng.kernel is None
+
+
+def test_measure_rate_is_positive_and_quick():
+    import time
+
+    from lesde.train.calibrate import measure_rate
+
+    t = time.perf_counter()
+    rate = measure_rate(n_trials=4, steps=5)
+    assert rate > 0 and time.perf_counter() - t < 10
+    with pytest.raises(ValueError, match="backend"):
+        measure_rate(n_trials=2, backend="jax")

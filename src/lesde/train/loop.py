@@ -21,6 +21,24 @@ class _Group:
         self.eng, self.lo, self.hi = eng, lo, hi
 
 
+# most steps per engine call: long enough to amortise the call and the parameters' trip
+# through the cache (one per call and trial), short enough for a smooth progress bar
+_SEGMENT = 50
+
+
+def _steps(
+    eng: Any, x_train: torch.Tensor, idx: torch.Tensor, y: torch.Tensor, lr: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """L steps of ``eng`` on samples ``idx`` (R, L, B): logits (L, R, B, K), losses (L, R, B).
+
+    Engines with a ``run_steps`` method make them in one call; others step by step.
+    """
+    if hasattr(eng, "run_steps"):
+        return eng.run_steps(x_train, idx, y, lr)
+    out = [eng.step(eng.batch(x_train, idx[:, i]), y[:, i], lr) for i in range(idx.shape[1])]
+    return torch.stack([o[0] for o in out]), torch.stack([o[1] for o in out])
+
+
 def _split(n_trials: int, n_groups: int) -> list[tuple[int, int]]:
     b = np.linspace(0, n_trials, n_groups + 1).round().astype(int)
     return [(int(lo), int(hi)) for lo, hi in zip(b[:-1], b[1:], strict=True) if hi > lo]
@@ -53,25 +71,28 @@ def _run_chunk(
     logits_buf = torch.empty((L, Rg, B, K), dtype=prep.dtype, device=prep.device)
     loss_buf = torch.empty((L, Rg, B), dtype=prep.dtype, device=prep.device)
     out: dict[str, Any] = {"ck": {}, "le": {}}
-    pending = 0
-    for i in range(L):
+    i = 0
+    while i < L:
         m = s0 + i + 1  # this update makes step m
         if m - 1 in ck:
             out["ck"][m - 1] = _evaluate(eng, prep)
-        x = eng.batch(prep.x_train, idx[:, i])
         if m in le:
             before = eng.forward_shared(prep.x_probe)[0].cpu().numpy()
-        z, loss = eng.step(x, y_all[:, i], cfg.lr)
-        logits_buf[i] = z
-        loss_buf[i] = loss
-        if m in le:
+            z, loss = eng.step(eng.batch(prep.x_train, idx[:, i]), y_all[:, i], cfg.lr)
+            logits_buf[i], loss_buf[i] = z, loss
             out["le"][m] = (before, eng.forward_shared(prep.x_probe)[0].cpu().numpy())
-        pending += 1
-        if progress is not None and pending >= 10:
-            progress(pending)
-            pending = 0
-    if progress is not None and pending:
-        progress(pending)
+            j = i + 1
+        else:
+            # the steps up to the next evaluation in one call where the engine has one
+            # (the compiled "cnn" step: one kernel call, each trial's steps in turn)
+            j = i + 1
+            while j < L and j - i < _SEGMENT and s0 + j not in ck and s0 + j + 1 not in le:
+                j += 1
+            z, loss = _steps(eng, prep.x_train, idx[:, i:j], y_all[:, i:j], cfg.lr)
+            logits_buf[i:j], loss_buf[i:j] = z, loss
+        if progress is not None:
+            progress(j - i)
+        i = j
     if s1 == cfg.n_steps and s1 in ck:
         out["ck"][s1] = _evaluate(eng, prep)
     out["logits"] = logits_buf.cpu().numpy()
