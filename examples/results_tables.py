@@ -126,11 +126,15 @@ def demo_sentence() -> str:
     )
 
 
+def _bench() -> tuple[dict[str, dict], dict]:
+    """bench_train.py's committed run: ({variant: row}, the derived ratios)."""
+    d = _load(RESULTS / "train-bench" / "train.json")
+    return {row["variant"]: row for row in d["rows"]}, d["derived"]
+
+
 def speed_sentence() -> str:
     """The README's training-speed numbers (docs/results/train-bench: bench_train.py)."""
-    d = _load(RESULTS / "train-bench" / "train.json")
-    r = {row["variant"]: row for row in d["rows"]}
-    dv = d["derived"]
+    r, dv = _bench()
 
     def rate(v: str) -> str:
         return f"{r[v]['trial_steps_per_s']:,.0f}"
@@ -149,11 +153,11 @@ def speed_sentence() -> str:
 
 def func_sentence() -> str:
     """The README's "func" backend numbers (docs/results/train-bench)."""
-    d = _load(RESULTS / "train-bench" / "train.json")
-    r = {row["variant"]: row["trial_steps_per_s"] for row in d["rows"]}
+    rows, dv = _bench()
+    r = {v: row["trial_steps_per_s"] for v, row in rows.items()}
     return (
         f"the paper's CNN at {r['func backend (paper CNN), recording']:,.0f} trial-steps/s "
-        f'({d["derived"]["func_cnn_over_new_cnn"]:.0%} of the "cnn" backend), an MLP on '
+        f'({dv["func_cnn_over_new_cnn"]:.0%} of the "cnn" backend), an MLP on '
         f"10-class vectors at {r['func backend, MLP on 10-class vectors']:,.0f} vs "
         f"{r['plain loop, MLP on 10-class vectors']:,.0f} for its plain loop"
     )

@@ -252,10 +252,15 @@ def _write_summary(out: Path, cfg: SweepConfig, rows: list[dict[str, Any]]) -> N
     write_report(out, summary=final)
 
 
+def did_not_learn(row: dict[str, Any]) -> bool:
+    """Whether a grid point's networks did not learn (its row of `run_sweep`'s table)."""
+    return row.get("learned", row["key"].get("learned")) is False
+
+
 def not_learned(rows: list[dict[str, Any]]) -> list[str]:
     """The grid points whose networks did not learn ("geomnist p_err=0.667 seed 0")."""
     return [f"{r['dataset']} p_err={r['p_err']:.3g} seed {r['seed']}" for r in rows
-            if r.get("learned", r["key"].get("learned")) is False]  # fmt: skip
+            if did_not_learn(r)]  # fmt: skip
 
 
 def not_learned_note(rows: list[dict[str, Any]]) -> str:

@@ -97,12 +97,12 @@ def main(args: argparse.Namespace) -> int:
         except ConnectionError as err:
             print(f"lesde sweep: {err}", file=sys.stderr)
             return 2
-    from lesde.sweep import not_learned, not_learned_note
+    from lesde.sweep import did_not_learn, not_learned, not_learned_note
 
     for r in table["rows"]:
         acc = r["key"].get("val_acc_final")
         acc_s = f"{acc:.3f}" if isinstance(acc, float) else "—"
-        flag = "  DID NOT LEARN" if r.get("learned", r["key"].get("learned")) is False else ""
+        flag = "  DID NOT LEARN" if did_not_learn(r) else ""
         print(f"{r['dataset']:9s} p_err={r['p_err']:.3f} seed={r['seed']}  val_acc={acc_s}{flag}")
     if not_learned(table["rows"]):
         print(not_learned_note(table["rows"]))

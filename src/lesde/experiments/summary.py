@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 
 from lesde.estimate.bootstrap import TAIL_VERDICTS
+from lesde.experiments.config import STAGES
+from lesde.experiments.outputs import MODELS
 from lesde.rundir import SUMMARY, load_summary
 from lesde.store import jsonable, write_json_atomic
 
@@ -69,8 +71,7 @@ KINDS = ("measurement", "prediction", "in-sample fit")
 FORECAST_VALUES = ("beats both baselines", "beats persistence only", "does not beat persistence")
 NOT_JUDGED = "not judged"  # a number shown without a verdict (the in-sample fits)
 VALUES = TAIL_VERDICTS + FORECAST_VALUES + (NOT_JUDGED,)
-MODELS = ("I", "L")
-_STAGE_NUMBERS = ("estimate", "simulate", "analyse", "forecast")
+_STAGE_NUMBERS = STAGES[1:]  # the stages that return numbers (train returns a record)
 
 
 def _interval(v: Any) -> tuple[float, float] | None:
