@@ -40,7 +40,8 @@ def make_mlp():
 def pair(make_net, R, dtype, **kw):
     init = [func_initial_params(make_net, np.array([7, r], dtype=np.uint32), dtype)
             for r in range(R)]  # fmt: skip
-    fast = FuncEnsemble(make_net, init, device=DEV, dtype=dtype, **kw)
+    # cnn_kernel=False: the paper's CNN would run on the compiled CNN step (func_cnn)
+    fast = FuncEnsemble(make_net, init, device=DEV, dtype=dtype, cnn_kernel=False, **kw)
     ref = FuncEnsemble(make_net, init, device=DEV, dtype=dtype, compile=False, **kw)
     return fast, ref
 

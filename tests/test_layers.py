@@ -35,6 +35,7 @@ LAYERS: list[list[str]] = [
     ["lesde.commands", "lesde.cli"],
 ]
 
+
 def _modules() -> dict[str, Path]:
     out = {}
     for f in SRC.rglob("*.py"):

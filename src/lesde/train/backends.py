@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lesde.train.nets import PARAM_NAMES
+
 __all__ = ["FuncEnsemble", "func_initial_params", "resolve_model", "check_model"]
 
 _MOMENTUM = "__momentum__."  # state-dict prefix of the momentum buffers
@@ -139,6 +141,8 @@ class FuncEnsemble:
             now (`lesde.train.func_graph`); otherwise on the first step of each shape.
         compile: False keeps the plain ``vmap`` step (the reference the compiled one is
             tested against).
+        cnn_kernel: False keeps the traced graph for a model that the compiled CNN step
+            computes (`lesde.train.func_cnn`; by default such a model runs on it).
     """
 
     def __init__(
@@ -153,6 +157,7 @@ class FuncEnsemble:
         feature_module: str | None = None,
         batch_shape: tuple[int, ...] | None = None,
         compile: bool = True,
+        cnn_kernel: bool = True,
     ) -> None:
         from torch.func import functional_call, grad, vmap
 
@@ -183,7 +188,13 @@ class FuncEnsemble:
         self._make_net = make_net
         self.compile = bool(compile)
         self._compiled: dict[tuple, object] = {}  # (x shape, y shape) -> CompiledStep | None
-        if self.compile and batch_shape is not None:
+        # the compiled CNN step when the model is one of its family (`_route`)
+        self.cnn_kernel = bool(cnn_kernel)
+        self._cnn = None
+        self._route_for: tuple[int, ...] | None = None
+        if batch_shape is not None:
+            self._route(tuple(batch_shape[1:]))
+        if self.compile and batch_shape is not None and self._cnn is None:
             B = int(batch_shape[0])
             x = torch.zeros((self.R, *batch_shape), device=device, dtype=dtype)
             y = torch.zeros((self.R, B), device=device, dtype=torch.long)
@@ -224,17 +235,60 @@ class FuncEnsemble:
                                  [self.b[n] for n in self.buffer_names], x, y, fuse=fuse),
         )  # fmt: skip
 
+    def _route(self, sample_shape: tuple[int, ...]) -> None:
+        """Move the trials onto the compiled CNN step when the model computes what it
+        does on inputs of ``sample_shape`` (`lesde.train.func_cnn`); decided once."""
+        if self._route_for is not None:
+            if self._cnn is not None and sample_shape != self._route_for:
+                raise ValueError(f"inputs of shape {sample_shape} after {self._route_for}: "
+                                 "the compiled CNN step takes one image size")  # fmt: skip
+            return
+        self._route_for = sample_shape
+        plain = not (self.momentum or self.weight_decay)
+        if not (self.compile and self.cnn_kernel and plain and self.device.type == "cpu"):
+            return
+        from lesde.train.engine_cnn import EnsembleCNN
+        from lesde.train.func_cnn import kernel_route
+
+        def reference(params):
+            return FuncEnsemble(self._make_net, params, device=self.device, dtype=self.dtype,
+                                feature_module=self.feature_module, compile=False)  # fmt: skip
+
+        route = kernel_route(self._make_net, self.base, sample_shape, self.dtype,
+                             self.feature_module, reference)  # fmt: skip
+        if route is None:
+            return
+        self._kernel_route = route
+        per = [{m: self.p[n][r] for n, m in zip(self.param_names, PARAM_NAMES, strict=True)}
+               for r in range(self.R)]  # fmt: skip
+        self._cnn = EnsembleCNN(route.spec, per, device=self.device, dtype=self.dtype,
+                                kernel=route.kernel)  # fmt: skip
+        self._views()
+
+    def _views(self) -> None:
+        """``self.p`` as views of the compiled engine's parameters (updated in place)."""
+        st = self._cnn.state()
+        self.p = {n: st[m] for n, m in zip(self.param_names, PARAM_NAMES, strict=True)}
+
     @property
     def passes(self) -> tuple[str, ...]:
-        """The optimisations of the compiled step(s) (empty: the plain vmap step)."""
+        """The optimisations of the compiled step(s) (empty: the plain vmap step;
+        ``("cnn-kernel",)``: the compiled CNN step, `lesde.train.func_cnn`)."""
         from lesde.train.func_graph import CompiledStep
 
+        if self._cnn is not None:
+            return ("cnn-kernel",)
         done = [c.passes for c in self._compiled.values() if isinstance(c, CompiledStep)]
         return done[0] if done else ()
 
     # ------------------------------------------------------------------ state
     def load_state(self, stacked: dict[str, torch.Tensor]) -> None:
         kw = {"device": self.device, "dtype": self.dtype}
+        if getattr(self, "_cnn", None) is not None:
+            self._cnn.load_state({m: stacked[n] for n, m in
+                                  zip(self.param_names, PARAM_NAMES, strict=True)})  # fmt: skip
+            self._views()
+            return
         self.p = {n: stacked[n].to(**kw).contiguous() for n in self.param_names}
         self.b = {n: stacked[n].to(device=self.device).contiguous() for n in self.buffer_names}
         mom = {n[len(_MOMENTUM) :]: v for n, v in stacked.items() if n.startswith(_MOMENTUM)}
@@ -260,6 +314,9 @@ class FuncEnsemble:
         Returns:
             logits (R, B, K) before the update and per-sample losses (R, B).
         """
+        self._route(tuple(x.shape[2:]))
+        if self._cnn is not None:
+            return self._cnn.step_trials(x, y, lr)
         cs = self._compiled_for(x, y) if self.compile else None
         params = [self.p[n] for n in self.param_names]
         buffers = [self.b[n] for n in self.buffer_names]
@@ -286,6 +343,17 @@ class FuncEnsemble:
                     d = self.buf[n]
                 self.p[n].sub_(d, alpha=lr)
         return logits.detach(), each.detach()
+
+    def run_steps(
+        self, x_train: torch.Tensor, idx: torch.Tensor, y: torch.Tensor, lr: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """L SGD steps of every trial on samples ``idx`` (R, L, B) with labels ``y``:
+        logits (L, R, B, K) and losses (L, R, B); one kernel call on the compiled CNN step."""
+        self._route(tuple(x_train.shape[1:]))
+        if self._cnn is not None:
+            return self._cnn.run_steps(x_train, idx, y, lr)
+        out = [self.step(self.batch(x_train, idx[:, i]), y[:, i], lr) for i in range(idx.shape[1])]
+        return torch.stack([o[0] for o in out]), torch.stack([o[1] for o in out])
 
     def _one_forward(self, *args):
         """One trial's (logits, features) from flat (params, buffers, x); features (N, 0)
@@ -329,6 +397,10 @@ class FuncEnsemble:
         (channels-last on float32 CPU: 0.58 s instead of 0.76 s for 50 paper CNNs on
         348 images, measured).
         """
+        self._route(tuple(x.shape[1:]))
+        if self._cnn is not None and (self.feature_module is None or self._kernel_route.features):
+            z, h4 = self._cnn.forward_shared(x)
+            return z, (h4 if self.feature_module is not None else z.new_zeros((*z.shape[:2], 0)))
         fwd = self._forward_for(x) if self.compile else None
         run = fwd if fwd is not None else self._one_forward
         names = [*self.param_names, *self.buffer_names]

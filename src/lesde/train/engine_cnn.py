@@ -383,9 +383,19 @@ class EnsembleCNN(BatchedCNN):
         if self.kernel is None:
             return super().step(x, y, lr)
         R, B = y.shape
-        C, H, K = self.spec.in_channels, self.spec.image_size, self.spec.n_classes
+        C, H = self.spec.in_channels, self.spec.image_size
         # (B, R·C, H, W) -> trial-major (R, B, C, H, W); a view for B = 1
-        x = x.view(B, R, C, H, H).transpose(0, 1).to(self.dtype).contiguous()
+        return self.step_trials(x.view(B, R, C, H, H).transpose(0, 1), y, lr)
+
+    def step_trials(
+        self, x: torch.Tensor, y: torch.Tensor, lr: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`step` on trial-major inputs x (R, B, C, H, W) (the "func" backend's layout)."""
+        R, B = y.shape
+        if self.kernel is None:
+            return super().step(x.transpose(0, 1).reshape(B, -1, *x.shape[3:]), y, lr)
+        K = self.spec.n_classes
+        x = x.to(self.dtype).contiguous()
         y = y.to(torch.int64).contiguous()
         z = torch.empty((R, B, K), dtype=self.dtype)
         loss = torch.empty((R, B), dtype=self.dtype)
