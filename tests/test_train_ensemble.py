@@ -392,6 +392,30 @@ def test_compiled_run_steps_equal_one_by_one_float64(batch_size, spec):
         for name, p in nets[r].state_dict().items():
             err = (got[name] - p).abs().max().item()
             assert err <= 1e-10 * p.abs().max().item(), (name, r, err)
+    # the kernel's evaluation forward (probes, validation) against each trained network
+    z, h = eng.forward_shared(X)
+    with torch.no_grad():
+        for r in range(R):
+            np.testing.assert_allclose(z[r].numpy(), nets[r](X).numpy(), rtol=1e-10, atol=1e-13)
+            np.testing.assert_allclose(h[r].numpy(), nets[r].features(X).numpy(), rtol=1e-10,
+                                       atol=1e-13)  # fmt: skip
+
+
+@pytest.mark.parametrize("side", [28, 40])
+def test_compiled_evaluation_forward_other_image_sizes_float64(side):
+    # conv2 rows of 8 positions (side 28) and of 14, in blocks of 10 whose last one
+    # overlaps the first (side 40); 70 images: two blocks of 32 and a partial one
+    spec, dt = CNNSpec(2, 4, widths=(5, 7, 30, 11), image_size=side), torch.float64
+    params = [initial_params(TrainConfig(n_trials=2), spec, r, dtype=dt) for r in range(2)]
+    eng = _compiled_engine(spec, params, dt)
+    X = torch.randn((70, 2, side, side), generator=torch.Generator().manual_seed(4), dtype=dt)
+    z, h = eng.forward_shared(X)
+    with torch.no_grad():
+        for r in range(2):
+            net = CNN.from_params(spec, params[r])
+            np.testing.assert_allclose(z[r].numpy(), net(X).numpy(), rtol=1e-10, atol=1e-13)
+            np.testing.assert_allclose(h[r].numpy(), net.features(X).numpy(), rtol=1e-10,
+                                       atol=1e-13)  # fmt: skip
 
 
 def test_compiled_step_is_bitwise_repeatable():
@@ -410,25 +434,34 @@ def test_compiled_step_is_bitwise_repeatable():
 
 
 class _Corrupted:
-    """A compiled kernel whose logits are off by 1e-3: the check must refuse it."""
+    """A compiled kernel whose logits (of the steps, or of the evaluation forward only)
+    are off by 1e-3: the check must refuse it."""
 
-    def __init__(self, kernel):
-        self.kernel, self.dtype = kernel, kernel.dtype
+    def __init__(self, kernel, where="step"):
+        self.kernel, self.dtype, self.where = kernel, kernel.dtype, where
 
     def scratch(self, batch_size):
         return self.kernel.scratch(batch_size)
 
+    def forward_scratch(self):
+        return self.kernel.forward_scratch()
+
     def step(self, x, y, lr, params, z, loss, scratch):
         self.kernel.step(x, y, lr, params, z, loss, scratch)
-        z.add_(1e-3)
+        z.add_(1e-3 * (self.where == "step"))
 
     def steps(self, x_train, idx, y, lr, params, z, loss, scratch):
         self.kernel.steps(x_train, idx, y, lr, params, z, loss, scratch)
-        z.add_(1e-3)
+        z.add_(1e-3 * (self.where == "step"))
+
+    def forward(self, x, params, z, feat, scratch):
+        self.kernel.forward(x, params, z, feat, scratch)
+        z.add_(1e-3 * (self.where == "forward"))
 
 
+@pytest.mark.parametrize("where", ["step", "forward"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_compiled_step_that_disagrees_falls_back_with_warning(monkeypatch, dtype):
+def test_compiled_step_that_disagrees_falls_back_with_warning(monkeypatch, dtype, where):
     from lesde.train import engine_cnn, engine_fast
 
     spec = CNNSpec(1, 3)
@@ -438,7 +471,7 @@ def test_compiled_step_that_disagrees_falls_back_with_warning(monkeypatch, dtype
     tol = 1e-10 if dtype == torch.float64 else 1e-4
     assert engine_cnn._check(spec, dtype, real) <= tol  # the real kernel passes
     monkeypatch.setattr(engine_cnn, "_CHECKED", {})
-    monkeypatch.setattr(engine_fast, "build_kernel", lambda dims, dt: _Corrupted(real))
+    monkeypatch.setattr(engine_fast, "build_kernel", lambda dims, dt: _Corrupted(real, where))
     cfg = TrainConfig(n_trials=2, n_steps=5, dtype="float64" if dtype == torch.float64 else
                       "float32")  # fmt: skip
     params = [initial_params(cfg, spec, r, dtype=dtype) for r in range(2)]
@@ -452,6 +485,8 @@ def test_compiled_step_that_disagrees_falls_back_with_warning(monkeypatch, dtype
     za, _ = eng.run_steps(X, idx, Y[idx], cfg.lr)
     zb, _ = ref.run_steps(X, idx, Y[idx], cfg.lr)
     np.testing.assert_array_equal(za.numpy(), zb.numpy())  # the previous engine's steps
+    fa, fb = eng.forward_shared(X[:5])[0], ref.forward_shared(X[:5])[0]
+    np.testing.assert_array_equal(fa.numpy(), fb.numpy())  # ... and its evaluations
 
 
 def test_compiled_step_without_compiler_warns_and_trains(monkeypatch, tmp_path):

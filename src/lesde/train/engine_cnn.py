@@ -5,7 +5,10 @@
   `lesde.train.engine_fast`), checked once per process against `BatchedCNN`;
 - `BatchedCNN`: the previous engine, a hand-written batched forward and backward in torch
   ops (grouped convolutions, ``bmm``), used where the kernel is not (other devices, no C
-  compiler, a failed check, ``LESDE_CNN_KERNEL=off``) and for the evaluations.
+  compiler, a failed check, ``LESDE_CNN_KERNEL=off``).
+
+The evaluations (`EnsembleCNN.forward_shared`: probes, validation, direct-LE probes) are
+a second function of the kernel, ~1.2x the torch forward (``bench/results/train.md``).
 
 Measured on 2 cores (``bench/results/train.md``): the compiled step ~3.5x the previous
 engine's rate on 100 trials, float32, batch 1.
@@ -31,7 +34,7 @@ class BatchedCNN:
     """R CNNs stored stacked, with a hand-written batched forward and backward in torch ops.
 
     The previous "cnn" engine, kept for what the compiled step (`EnsembleCNN`) does not
-    cover: other devices, a failed build or check, and the evaluations (`forward_shared`).
+    cover: other devices, a failed build or check.
 
     Layout: conv weights (R·c_out, c_in, 5, 5) and biases (R·c_out,) for grouped
     convolutions; FC weights (R, n_out, n_in) and biases (R, 1, n_out) for ``baddbmm``.
@@ -314,7 +317,8 @@ def _kernel_for(spec: CNNSpec, dtype: torch.dtype):
 
 def _check(spec: CNNSpec, dtype: torch.dtype, kernel) -> float:
     """Largest relative difference of logits, losses and parameters between ``kernel``
-    and `BatchedCNN`: 3 trials, a step then 3 steps in one call, at B = 1 then B = 2."""
+    and `BatchedCNN`: 3 trials, a step then 3 steps in one call, at B = 1 then B = 2,
+    each followed by the evaluation forward (logits and features) on 6 images."""
     from lesde.train.nets import init_params
 
     gen = torch.Generator().manual_seed(0)
@@ -332,6 +336,7 @@ def _check(spec: CNNSpec, dtype: torch.dtype, kernel) -> float:
                  *e.run_steps(x_all, idx[:, 1:], y[:, 1:], 0.05)) for e in (fast, ref)]  # fmt: skip
         pairs = list(zip(*outs, strict=True))
         pairs += [(fast.state()[n], ref.state()[n]) for n in PARAM_NAMES]
+        pairs += list(zip(fast.forward_shared(x_all), ref.forward_shared(x_all), strict=True))
         for a, b in pairs:
             scale = max(b.abs().max().item(), 1e-30)
             worst = max(worst, (a - b).abs().max().item() / scale)
@@ -346,8 +351,9 @@ class EnsembleCNN(BatchedCNN):
     trial's whole step in turn, its parameters cache-resident between forward and
     backward. It is checked once per process against `BatchedCNN`; without a C compiler,
     when that check fails, on other devices, or with ``LESDE_CNN_KERNEL=off``, the steps
-    are `BatchedCNN`'s (with a warning in the first two cases). Evaluations
-    (`forward_shared`) and the input layout (`batch`) are `BatchedCNN`'s.
+    and the evaluations are `BatchedCNN`'s (with a warning in the first two cases). The
+    evaluations (`forward_shared`) are the kernel's second function; the input layout
+    (`batch`) is `BatchedCNN`'s.
 
     Args:
         spec, params, device, dtype: as `BatchedCNN`.
@@ -367,6 +373,7 @@ class EnsembleCNN(BatchedCNN):
             kernel = _kernel_for(spec, dtype)
         self.kernel = kernel
         self._scratch: dict[int, tuple[torch.Tensor, ...]] = {}
+        self._fscratch: tuple[torch.Tensor, torch.Tensor] | None = None
         super().__init__(spec, params, device=device, dtype=dtype)
 
     def load_state(self, stacked: dict[str, torch.Tensor]) -> None:
@@ -422,6 +429,30 @@ class EnsembleCNN(BatchedCNN):
         loss = torch.empty((L, R, B), dtype=self.dtype)
         self.kernel.steps(x_train, idx, y, lr, self._params(), z, loss, self._buffers(B))
         return z, loss
+
+    @torch.no_grad()
+    def forward_shared(
+        self, x: torch.Tensor, *, max_elements: int = 1 << 20
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every trial's logits (R, N, K) and penultimate features (R, N, w4) on the same
+        images x (N, C, H, W), as `BatchedCNN.forward_shared` (``max_elements``: its
+        block bound, when the kernel is not used).
+
+        With the kernel, one call (`lesde.train.kernel_src`, evaluation): each trial's
+        images in turn, its weights cache-resident; the same sums as the torch forward
+        in another order (float64: ~1e-15 apart).
+        """
+        if self.kernel is None:
+            return super().forward_shared(x, max_elements=max_elements)
+        N = x.shape[0]
+        x = x.to(self.dtype).contiguous()
+        z = torch.empty((self.R, N, self.spec.n_classes), dtype=self.dtype)
+        feat = torch.empty((self.R, N, self.spec.widths[3]), dtype=self.dtype)
+        if N:
+            if self._fscratch is None:
+                self._fscratch = self.kernel.forward_scratch()
+            self.kernel.forward(x, self._params(), z, feat, self._fscratch)
+        return z, feat
 
     def _params(self) -> list[torch.Tensor]:
         return [self.W1, self.b1, self.W2, self.b2, self.W3, self.b3, self.W4, self.b4,

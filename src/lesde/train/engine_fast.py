@@ -64,6 +64,12 @@ class Kernel:
         self._scratch = (lib.lesde_scratch, lib.lesde_iscratch, lib.lesde_xscratch)
         for f in self._scratch:
             f.argtypes, f.restype = [ctypes.c_int], ctypes.c_long
+        self._forward = lib.lesde_cnn_forward
+        self._forward.argtypes = [ctypes.c_int, ctypes.c_int, *[vp] * 15]
+        self._forward.restype = None
+        self._fscratch = (lib.lesde_fscratch, lib.lesde_fiscratch)
+        for f in self._fscratch:
+            f.argtypes, f.restype = [], ctypes.c_long
 
     def scratch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Work buffers of one call for mini-batches of ``batch_size`` (reused by trials)."""
@@ -71,6 +77,30 @@ class Kernel:
         # the image buffer's padding is read (and multiplied by 0): it must be finite
         return (torch.empty(n, dtype=self.dtype), torch.empty(m, dtype=torch.int32),
                 torch.zeros(k, dtype=self.dtype))  # fmt: skip
+
+    def forward_scratch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Work buffers of one `forward` call (any number of trials and images)."""
+        n, m = (int(f()) for f in self._fscratch)
+        return torch.empty(n, dtype=self.dtype), torch.empty(m, dtype=torch.int32)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        params: list[torch.Tensor],
+        z: torch.Tensor,
+        feat: torch.Tensor,
+        scratch: tuple[torch.Tensor, torch.Tensor],
+    ) -> None:
+        """Every trial's logits and penultimate features on the same images (no update).
+
+        Args:
+            x: (N, C, H, W) images, contiguous. params: as `step`.
+            z, feat: outputs, (R, N, K) logits and (R, N, w4) features.
+            scratch: `forward_scratch()`.
+        """
+        R, N = z.shape[:2]
+        ptrs = [t.data_ptr() for t in (*params, z, feat, *scratch)]
+        self._forward(R, N, x.data_ptr(), *ptrs)
 
     def step(
         self,
