@@ -29,8 +29,9 @@ def measure_rate(
     The trials are split into thread blocks as `lesde.train.train_ensemble` splits them
     (one per torch thread) and advanced by the same engine calls, on random images and
     labels; a few warm-up steps come first (they also build the compiled "cnn" step,
-    once per process and shape). Evaluations and recording are not included: at one
-    evaluation per ~2000 steps they add a few per cent (``bench/results/train.md``).
+    once per process and shape). Evaluations and recording are not included: they cost a
+    few per cent at one evaluation per 2000 steps and about a quarter of the rate at the
+    paper's GeoMNIST schedule, 660 images every 500 steps (``bench/results/train.md``).
 
     Args:
         n_trials: trials trained together.
