@@ -522,3 +522,14 @@ def test_measure_rate_is_positive_and_quick():
     assert rate > 0 and time.perf_counter() - t < 10
     with pytest.raises(ValueError, match="backend"):
         measure_rate(n_trials=2, backend="jax")
+
+
+def test_compiled_forward_refuses_the_torch_forwards_block_bound():
+    # max_elements bounds the torch forward's blocks; the compiled forward has none
+    spec = CNNSpec(1, 3)
+    params = [initial_params(TrainConfig(n_trials=1), spec, 0)]
+    eng = _compiled_engine(spec, params, torch.float32)
+    x = torch.zeros((2, 1, 32, 32))
+    with pytest.raises(ValueError, match="max_elements"):
+        eng.forward_shared(x, max_elements=1000)
+    assert eng.forward_shared(x)[0].shape == (1, 2, 3)

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lesde.train.config import step_by_step
 from lesde.train.nets import PARAM_NAMES
 
 __all__ = ["FuncEnsemble", "func_initial_params", "resolve_model", "check_model"]
@@ -176,6 +177,10 @@ class FuncEnsemble:
                     f"`feature_module`: the model has no submodule {feature_module!r}"
                 ) from err
         self.buf: dict[str, torch.Tensor] | None = None
+        # the compiled CNN step when the model is one of its family (`_route`)
+        self.cnn_kernel = bool(cnn_kernel)
+        self._cnn = None
+        self._route_for: tuple[int, ...] | None = None
         stacked = {k: torch.stack([p[k] for p in params]) for k in params[0]}
         self.load_state(stacked)
 
@@ -188,10 +193,6 @@ class FuncEnsemble:
         self._make_net = make_net
         self.compile = bool(compile)
         self._compiled: dict[tuple, object] = {}  # (x shape, y shape) -> CompiledStep | None
-        # the compiled CNN step when the model is one of its family (`_route`)
-        self.cnn_kernel = bool(cnn_kernel)
-        self._cnn = None
-        self._route_for: tuple[int, ...] | None = None
         if batch_shape is not None:
             self._route(tuple(batch_shape[1:]))
         if self.compile and batch_shape is not None and self._cnn is None:
@@ -284,7 +285,7 @@ class FuncEnsemble:
     # ------------------------------------------------------------------ state
     def load_state(self, stacked: dict[str, torch.Tensor]) -> None:
         kw = {"device": self.device, "dtype": self.dtype}
-        if getattr(self, "_cnn", None) is not None:
+        if self._cnn is not None:
             self._cnn.load_state({m: stacked[n] for n, m in
                                   zip(self.param_names, PARAM_NAMES, strict=True)})  # fmt: skip
             self._views()
@@ -352,8 +353,7 @@ class FuncEnsemble:
         self._route(tuple(x_train.shape[1:]))
         if self._cnn is not None:
             return self._cnn.run_steps(x_train, idx, y, lr)
-        out = [self.step(self.batch(x_train, idx[:, i]), y[:, i], lr) for i in range(idx.shape[1])]
-        return torch.stack([o[0] for o in out]), torch.stack([o[1] for o in out])
+        return step_by_step(self, x_train, idx, y, lr)
 
     def _one_forward(self, *args):
         """One trial's (logits, features) from flat (params, buffers, x); features (N, 0)

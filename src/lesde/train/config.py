@@ -1,4 +1,5 @@
-"""The trainer's options (`TrainConfig`), devices, seeds and the sampling of SGD steps.
+"""The trainer's options (`TrainConfig`), devices, seeds and the sampling of SGD steps;
+`step_by_step`, the engines' common way of making several steps.
 
 A chunk of samples is a pure function of (seed, trial, chunk) (`draw_samples`), and
 trial r's initialisation of its SeedSequence spawn key (0, r) (`initial_params`), so a
@@ -246,3 +247,13 @@ def draw_samples(
         cls = np.broadcast_to(np.tile(np.arange(n_classes), B // n_classes), (L, B))
     j = rng.integers(0, counts[cls])
     return order[starts[cls] + j]
+
+
+def step_by_step(
+    eng: Any, x_train: torch.Tensor, idx: torch.Tensor, y: torch.Tensor, lr: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """L SGD steps of an engine one call of ``eng.step`` each (engines without a faster
+    ``run_steps``): samples ``idx`` (R, L, B), labels ``y`` (R, L, B); returns the logits
+    (L, R, B, K) before each update and the losses (L, R, B)."""
+    out = [eng.step(eng.batch(x_train, idx[:, i]), y[:, i], lr) for i in range(idx.shape[1])]
+    return torch.stack([o[0] for o in out]), torch.stack([o[1] for o in out])

@@ -24,7 +24,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from lesde.train.config import _CL, aten
+from lesde.train.config import _CL, aten, step_by_step
 from lesde.train.nets import KERNEL, PARAM_NAMES, CNNSpec
 
 # --------------------------------------------------------------------------- engine
@@ -223,8 +223,7 @@ class BatchedCNN:
         Returns:
             logits (L, R, B, K) before each update and per-sample losses (L, R, B).
         """
-        out = [self.step(self.batch(x_train, idx[:, i]), y[:, i], lr) for i in range(idx.shape[1])]
-        return torch.stack([o[0] for o in out]), torch.stack([o[1] for o in out])
+        return step_by_step(self, x_train, idx, y, lr)
 
     @staticmethod
     def _fc_update(W: torch.Tensor, g: torch.Tensor, h: torch.Tensor, lr: float) -> None:
@@ -315,6 +314,14 @@ def _kernel_for(spec: CNNSpec, dtype: torch.dtype):
     return _CHECKED[key]
 
 
+def rel_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    """max |a − b| / max |b| (inf when the shapes differ or ``a`` is not finite): how far
+    a compiled result is from its reference."""
+    if a.shape != b.shape or not bool(torch.isfinite(a).all()):
+        return float("inf")
+    return float((a - b).abs().max()) / max(float(b.abs().max()), 1e-30)
+
+
 def _check(spec: CNNSpec, dtype: torch.dtype, kernel) -> float:
     """Largest relative difference of logits, losses and parameters between ``kernel``
     and `BatchedCNN`: 3 trials, a step then 3 steps in one call, at B = 1 then B = 2,
@@ -328,7 +335,7 @@ def _check(spec: CNNSpec, dtype: torch.dtype, kernel) -> float:
     ref = BatchedCNN(spec, params, device=cpu, dtype=dtype)
     C, H = spec.in_channels, spec.image_size
     x_all = torch.randn((6, C, H, H), generator=gen, dtype=dtype)
-    worst, finite = 0.0, True
+    worst = 0.0
     for B in (1, 2):
         idx = torch.randint(0, 6, (3, 4, B), generator=gen)
         y = torch.randint(0, spec.n_classes, (3, 4, B), generator=gen)
@@ -337,11 +344,8 @@ def _check(spec: CNNSpec, dtype: torch.dtype, kernel) -> float:
         pairs = list(zip(*outs, strict=True))
         pairs += [(fast.state()[n], ref.state()[n]) for n in PARAM_NAMES]
         pairs += list(zip(fast.forward_shared(x_all), ref.forward_shared(x_all), strict=True))
-        for a, b in pairs:
-            scale = max(b.abs().max().item(), 1e-30)
-            worst = max(worst, (a - b).abs().max().item() / scale)
-            finite = finite and bool(torch.isfinite(a).all())
-    return worst if finite else float("inf")
+        worst = max(worst, *(rel_error(a, b) for a, b in pairs))
+    return worst
 
 
 class EnsembleCNN(BatchedCNN):
@@ -432,18 +436,25 @@ class EnsembleCNN(BatchedCNN):
 
     @torch.no_grad()
     def forward_shared(
-        self, x: torch.Tensor, *, max_elements: int = 1 << 20
+        self, x: torch.Tensor, *, max_elements: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Every trial's logits (R, N, K) and penultimate features (R, N, w4) on the same
-        images x (N, C, H, W), as `BatchedCNN.forward_shared` (``max_elements``: its
-        block bound, when the kernel is not used).
+        images x (N, C, H, W), as `BatchedCNN.forward_shared`.
 
-        With the kernel, one call (`lesde.train.kernel_src`, evaluation): each trial's
-        images in turn, its weights cache-resident; the same sums as the torch forward
-        in another order (float64: ~1e-15 apart).
+        With the kernel, one call (`lesde.train.kernel_eval_src`): each trial's images in
+        turn, its weights cache-resident; the same sums as the torch forward in another
+        order (float64: ~1e-15 apart).
+
+        Raises:
+            ValueError: ``max_elements`` (the torch forward's block bound) with the kernel,
+                which has no such bound.
         """
         if self.kernel is None:
-            return super().forward_shared(x, max_elements=max_elements)
+            kw = {} if max_elements is None else {"max_elements": max_elements}
+            return super().forward_shared(x, **kw)
+        if max_elements is not None:
+            raise ValueError(f"`max_elements` bounds the torch forward's blocks; the compiled "
+                             f"forward has none (got {max_elements})")  # fmt: skip
         N = x.shape[0]
         x = x.to(self.dtype).contiguous()
         z = torch.empty((self.R, N, self.spec.n_classes), dtype=self.dtype)

@@ -128,15 +128,10 @@ def _build(net, sample_shape, dtype, feature_module, reference) -> KernelRoute |
     return KernelRoute(spec, kernel, features, err) if err <= tol else None
 
 
-def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    if a.shape != b.shape or not bool(torch.isfinite(a).all()):
-        return float("inf")
-    return float((a - b).abs().max()) / max(float(b.abs().max()), 1e-30)
-
-
 def _check(reference, names, spec, dtype, kernel, feature_module) -> tuple[float, bool]:
     """(largest relative difference of the step, whether the features agree)."""
     from lesde.train.engine_cnn import EnsembleCNN
+    from lesde.train.engine_cnn import rel_error as _rel
 
     gen = torch.Generator().manual_seed(0)
     params = [init_params(spec, gen, dtype=dtype) for _ in range(3)]

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lesde.train.config import TrainConfig, TrainingDiverged, draw_samples
+from lesde.train.config import TrainConfig, TrainingDiverged, draw_samples, step_by_step
 from lesde.train.engine_cnn import EnsembleCNN
 from lesde.train.prepare import _evaluate, _Prepared
 
@@ -35,8 +35,7 @@ def _steps(
     """
     if hasattr(eng, "run_steps"):
         return eng.run_steps(x_train, idx, y, lr)
-    out = [eng.step(eng.batch(x_train, idx[:, i]), y[:, i], lr) for i in range(idx.shape[1])]
-    return torch.stack([o[0] for o in out]), torch.stack([o[1] for o in out])
+    return step_by_step(eng, x_train, idx, y, lr)
 
 
 def _split(n_trials: int, n_groups: int) -> list[tuple[int, int]]:
