@@ -322,17 +322,27 @@ def rel_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max()) / max(float(b.abs().max()), 1e-30)
 
 
-def _check(spec: CNNSpec, dtype: torch.dtype, kernel) -> float:
-    """Largest relative difference of logits, losses and parameters between ``kernel``
-    and `BatchedCNN`: 3 trials, a step then 3 steps in one call, at B = 1 then B = 2,
-    each followed by the evaluation forward (logits and features) on 6 images."""
+def compare_engines(spec: CNNSpec, dtype: torch.dtype, kernel, reference, names=PARAM_NAMES):
+    """How far the compiled step of ``kernel`` is from a reference engine on check inputs.
+
+    3 trials from random parameters; a step, then 3 steps in one call, at B = 1 and at
+    B = 2 on 6 random images; then the evaluation forward on those images.
+
+    Args:
+        reference: builds the reference engine from per-trial {name: tensor} dicts.
+        names: the reference's parameter names, in `PARAM_NAMES` order.
+
+    Returns:
+        (the largest relative difference of logits, losses, parameters and evaluation
+        logits; that of the evaluation features).
+    """
     from lesde.train.nets import init_params
 
     gen = torch.Generator().manual_seed(0)
     params = [init_params(spec, gen, dtype=dtype) for _ in range(3)]
     cpu = torch.device("cpu")
     fast = EnsembleCNN(spec, params, device=cpu, dtype=dtype, kernel=kernel)
-    ref = BatchedCNN(spec, params, device=cpu, dtype=dtype)
+    ref = reference([{n: p[m] for n, m in zip(names, PARAM_NAMES, strict=True)} for p in params])
     C, H = spec.in_channels, spec.image_size
     x_all = torch.randn((6, C, H, H), generator=gen, dtype=dtype)
     worst = 0.0
@@ -342,10 +352,22 @@ def _check(spec: CNNSpec, dtype: torch.dtype, kernel) -> float:
         outs = [(*e.step(e.batch(x_all, idx[:, 0]), y[:, 0], 0.05),
                  *e.run_steps(x_all, idx[:, 1:], y[:, 1:], 0.05)) for e in (fast, ref)]  # fmt: skip
         pairs = list(zip(*outs, strict=True))
-        pairs += [(fast.state()[n], ref.state()[n]) for n in PARAM_NAMES]
-        pairs += list(zip(fast.forward_shared(x_all), ref.forward_shared(x_all), strict=True))
+        pairs += [
+            (fast.state()[m], ref.state()[n]) for n, m in zip(names, PARAM_NAMES, strict=True)
+        ]
         worst = max(worst, *(rel_error(a, b) for a, b in pairs))
-    return worst
+    (za, ha), (zb, hb) = fast.forward_shared(x_all), ref.forward_shared(x_all)
+    return max(worst, rel_error(za, zb)), rel_error(ha, hb)
+
+
+def _check(spec: CNNSpec, dtype: torch.dtype, kernel) -> float:
+    """Largest relative difference of the compiled step and evaluation forward of
+    ``kernel`` from `BatchedCNN`'s (`compare_engines`)."""
+
+    def reference(params):
+        return BatchedCNN(spec, params, device=torch.device("cpu"), dtype=dtype)
+
+    return max(*compare_engines(spec, dtype, kernel, reference))
 
 
 class EnsembleCNN(BatchedCNN):

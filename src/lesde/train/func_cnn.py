@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from lesde.train.nets import PARAM_NAMES, CNNSpec, init_params
+from lesde.train.nets import PARAM_NAMES, CNNSpec
 
 __all__ = ["KernelRoute", "kernel_route", "spec_of"]
 
@@ -130,32 +130,8 @@ def _build(net, sample_shape, dtype, feature_module, reference) -> KernelRoute |
 
 def _check(reference, names, spec, dtype, kernel, feature_module) -> tuple[float, bool]:
     """(largest relative difference of the step, whether the features agree)."""
-    from lesde.train.engine_cnn import EnsembleCNN
-    from lesde.train.engine_cnn import rel_error as _rel
+    from lesde.train.engine_cnn import compare_engines
 
-    gen = torch.Generator().manual_seed(0)
-    params = [init_params(spec, gen, dtype=dtype) for _ in range(3)]
-    user = [{n: p[m] for n, m in zip(names, PARAM_NAMES, strict=True)} for p in params]
-    cpu = torch.device("cpu")
-    fast = EnsembleCNN(spec, params, device=cpu, dtype=dtype, kernel=kernel)
-    ref = reference(user)
-    C, S = spec.in_channels, spec.image_size
-    x_all = torch.randn((6, C, S, S), generator=gen, dtype=dtype)
-    worst = 0.0
-    for B in (1, 2):
-        idx = torch.randint(0, 6, (3, 4, B), generator=gen)
-        y = torch.randint(0, spec.n_classes, (3, 4, B), generator=gen)
-        za, la = fast.step(fast.batch(x_all, idx[:, 0]), y[:, 0], 0.05)
-        zb, lb = ref.step(ref.batch(x_all, idx[:, 0]), y[:, 0], 0.05)
-        za2, la2 = fast.run_steps(x_all, idx[:, 1:], y[:, 1:], 0.05)
-        outs = [ref.step(ref.batch(x_all, idx[:, i]), y[:, i], 0.05) for i in range(1, 4)]
-        zb2, lb2 = torch.stack([o[0] for o in outs]), torch.stack([o[1] for o in outs])
-        pairs = [(za, zb), (la, lb), (za2, zb2), (la2, lb2)]
-        state = fast.state()
-        pairs += [(state[m], ref.p[n]) for n, m in zip(names, PARAM_NAMES, strict=True)]
-        worst = max(worst, *(_rel(a, b) for a, b in pairs))
-    (za, ha), (zb, hb) = fast.forward_shared(x_all), ref.forward_shared(x_all)
-    worst = max(worst, _rel(za, zb))
+    worst, features = compare_engines(spec, dtype, kernel, reference, names)
     tol = 1e-10 if dtype == torch.float64 else 1e-4
-    features = feature_module is not None and _rel(ha, hb) <= tol
-    return worst, features
+    return worst, feature_module is not None and features <= tol
