@@ -1,7 +1,8 @@
 """Measured wall time of the paper-scale GeoMNIST run and the whole-paper estimate from it.
 
     lesde run geomnist --scale paper --out runs/geo-paper-v2 > runs/geo-paper-v2.log 2>&1
-    python examples/timing.py runs/geo-paper-v2                  # -> docs/results/timing
+    make demo > runs/demo.log 2>&1                               # optional: the demo's time
+    python examples/timing.py runs/geo-paper-v2 [runs/demo]      # -> docs/results/timing
 
 Reads the run's ``summary.json`` (each stage's measured seconds), counts the trial-steps
 of ``lesde run paper --scale paper`` (`lesde.studies.paper.plan`) and writes
@@ -25,16 +26,20 @@ from lesde.studies.paper import plan
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def main(run_dir: str) -> None:
+def _wall(run_dir: str) -> float | None:
+    """The command's own wall time ("done in N s"), from its log beside the run directory."""
+    log = Path(f"{str(run_dir).rstrip('/')}.log")
+    return next((float(line.split()[2]) for line in log.read_text().splitlines()
+                 if line.startswith("done in ")), None) if log.exists() else None  # fmt: skip
+
+
+def main(run_dir: str, demo_dir: str | None = None) -> None:
     s = json.loads((Path(run_dir) / "summary.json").read_text())
     stages = {k: v["seconds"] for k, v in s["stages"].items()}
     cfg = s["config"]
     trial_steps = int(cfg["n_trials"] or 100) * int(cfg["n_steps"] or 100_000)
     rate = trial_steps / stages["train"]
-    # the command's own wall time ("done in N s"), from its log beside the run directory
-    log = Path(f"{str(run_dir).rstrip('/')}.log")
-    wall = next((float(line.split()[2]) for line in log.read_text().splitlines()
-                 if line.startswith("done in ")), None) if log.exists() else None  # fmt: skip
+    wall = _wall(run_dir)
     parts = plan("paper")  # CIFAR-10 only with a local copy
     total = sum(p["trial_steps"] for p in parts if p["module"] != "cifar")
     cifar = sum(p["trial_steps"] for p in parts if p["module"] == "cifar")
@@ -63,6 +68,10 @@ def main(run_dir: str) -> None:
             "platform": platform.platform(),
         },  # fmt: skip
     }
+    if demo_dir is not None:  # `make demo`: its training stage and the command's wall time
+        d = json.loads((Path(demo_dir) / "summary.json").read_text())
+        out["demo"] = {"train_seconds": d["stages"]["train"]["seconds"],
+                       "wall_seconds": _wall(demo_dir)}  # fmt: skip
     dest = ROOT / "docs" / "results" / "timing"
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "summary.json").write_text(json.dumps(out, indent=1) + "\n")
@@ -70,4 +79,4 @@ def main(run_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "runs/geo-paper-v2")
+    main(sys.argv[1] if len(sys.argv) > 1 else "runs/geo-paper-v2", *sys.argv[2:3])

@@ -75,6 +75,14 @@ def test_paper_scale_timing_is_quoted_from_its_measurement():
     )
 
 
+def test_demo_time_is_quoted_from_its_measurement():
+    # docs/results/timing "demo": `make demo` timed (examples/timing.py RUN_DIR runs/demo)
+    d = json.loads((ROOT / "docs/results/timing/summary.json").read_text(encoding="utf-8"))["demo"]
+    quoted = (f"({d['wall_seconds']:.0f} s measured, {d['train_seconds']:.0f} s of it training, "
+              "plus the set-up)")  # fmt: skip
+    assert quoted in " ".join(README.split())
+
+
 def test_results_readme_speed_numbers_are_the_committed_ones():
     t = json.loads((ROOT / "docs/results/timing/summary.json").read_text(encoding="utf-8"))
     b = json.loads((ROOT / "docs/results/train-bench/train.json").read_text(encoding="utf-8"))
