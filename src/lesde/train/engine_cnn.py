@@ -298,9 +298,7 @@ def _kernel_for(spec: CNNSpec, dtype: torch.dtype):
         kernel = build_kernel(_dims(spec), dtype)
         if kernel is not None:
             err = _check(spec, dtype, kernel)
-            # float64: both compute the same sums in other orders (observed ~1e-15);
-            # float32: ~1e-6 after two steps
-            tol = 1e-10 if dtype == torch.float64 else 1e-4
+            tol = kernel_tolerance(dtype)
             if not err <= tol:
                 warnings.warn(
                     f"the compiled CNN step disagrees with the torch engine on its check "
@@ -312,6 +310,13 @@ def _kernel_for(spec: CNNSpec, dtype: torch.dtype):
                 kernel = None
         _CHECKED[key] = kernel
     return _CHECKED[key]
+
+
+def kernel_tolerance(dtype: torch.dtype) -> float:
+    """The relative error a compiled result may have from its reference on the check
+    inputs: float64, the same sums in other orders (observed ~1e-15); float32, ~1e-6
+    after a few steps."""
+    return 1e-10 if dtype == torch.float64 else 1e-4
 
 
 def rel_error(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -55,13 +55,11 @@ class KernelRoute:
         kernel: the checked compiled step (`lesde.train.engine_fast.Kernel`).
         features: whether the feature module's output equals the kernel's penultimate
             features (False: evaluations use the model's own forward).
-        error: the largest relative difference measured by the check.
     """
 
     spec: CNNSpec
     kernel: object
     features: bool
-    error: float
 
 
 def spec_of(shapes: list[tuple[int, ...]], sample_shape: tuple[int, ...]) -> CNNSpec | None:
@@ -107,7 +105,7 @@ def kernel_route(
 
 
 def _build(net, sample_shape, dtype, feature_module, reference) -> KernelRoute | None:
-    from lesde.train.engine_cnn import _kernel_for
+    from lesde.train.engine_cnn import _kernel_for, compare_engines, kernel_tolerance
 
     if list(net.buffers()) or dtype not in (torch.float32, torch.float64):
         return None
@@ -119,19 +117,9 @@ def _build(net, sample_shape, dtype, feature_module, reference) -> KernelRoute |
         return None
     names = [n for n, _ in net.named_parameters()]
     try:
-        err, features = _check(reference, names, spec, dtype, kernel, feature_module)
+        err, feature_err = compare_engines(spec, dtype, kernel, reference, names)
     except (RuntimeError, ValueError, TypeError):  # the model cannot run the check inputs
         return None
-    # float64: the same sums in other orders (~1e-15 observed); float32: ~1e-6 after a
-    # few steps; as the "cnn" backend's check of its own kernel
-    tol = 1e-10 if dtype == torch.float64 else 1e-4
-    return KernelRoute(spec, kernel, features, err) if err <= tol else None
-
-
-def _check(reference, names, spec, dtype, kernel, feature_module) -> tuple[float, bool]:
-    """(largest relative difference of the step, whether the features agree)."""
-    from lesde.train.engine_cnn import compare_engines
-
-    worst, features = compare_engines(spec, dtype, kernel, reference, names)
-    tol = 1e-10 if dtype == torch.float64 else 1e-4
-    return worst, feature_module is not None and features <= tol
+    tol = kernel_tolerance(dtype)  # as the "cnn" backend's check of its own kernel
+    features = feature_module is not None and feature_err <= tol
+    return KernelRoute(spec, kernel, features) if err <= tol else None
