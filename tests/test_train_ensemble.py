@@ -363,9 +363,7 @@ def _compiled_engine(spec, params, dtype):
     return eng
 
 
-@pytest.mark.parametrize("batch_size", [1, 2])
-@pytest.mark.parametrize("spec", [CNNSpec(1, 3), CNNSpec(3, 4, widths=(4, 8, 20, 12))])
-def test_compiled_run_steps_equal_one_by_one_float64(batch_size, spec):
+def _steps_equal_one_by_one_float64(spec, X, Y, batch_size):
     # 30 steps in two kernel calls (each trial's steps in turn) against nn.Module + SGD
     R, dt = 3, torch.float64
     cfg = TrainConfig(n_trials=R, dtype="float64")
@@ -373,9 +371,6 @@ def test_compiled_run_steps_equal_one_by_one_float64(batch_size, spec):
     eng = _compiled_engine(spec, params, dt)
     nets = [CNN.from_params(spec, p) for p in params]
     opts = [torch.optim.SGD(n.parameters(), lr=cfg.lr) for n in nets]
-    data = toy_dataset(K=spec.n_classes, C=spec.in_channels)
-    X = torch.as_tensor(data.x_train, dtype=dt)
-    Y = torch.as_tensor(data.y_train)
     idx = torch.as_tensor(np.random.default_rng(1).integers(0, len(Y), (R, 30, batch_size)))
     z = torch.cat([eng.run_steps(X, idx[:, a:b], Y[idx[:, a:b]], cfg.lr)[0]
                    for a, b in ((0, 17), (17, 30))])  # fmt: skip
@@ -392,13 +387,33 @@ def test_compiled_run_steps_equal_one_by_one_float64(batch_size, spec):
         for name, p in nets[r].state_dict().items():
             err = (got[name] - p).abs().max().item()
             assert err <= 1e-10 * p.abs().max().item(), (name, r, err)
+    return eng, nets
+
+
+@pytest.mark.parametrize("batch_size", [1, 2])
+@pytest.mark.parametrize("spec", [CNNSpec(1, 3), CNNSpec(3, 4, widths=(4, 8, 20, 12))])
+def test_compiled_run_steps_equal_one_by_one_float64(batch_size, spec):
+    data = toy_dataset(K=spec.n_classes, C=spec.in_channels)
+    X = torch.as_tensor(data.x_train, dtype=torch.float64)
+    eng, nets = _steps_equal_one_by_one_float64(spec, X, torch.as_tensor(data.y_train), batch_size)
     # the kernel's evaluation forward (probes, validation) against each trained network
     z, h = eng.forward_shared(X)
     with torch.no_grad():
-        for r in range(R):
-            np.testing.assert_allclose(z[r].numpy(), nets[r](X).numpy(), rtol=1e-10, atol=1e-13)
-            np.testing.assert_allclose(h[r].numpy(), nets[r].features(X).numpy(), rtol=1e-10,
+        for r, net in enumerate(nets):
+            np.testing.assert_allclose(z[r].numpy(), net(X).numpy(), rtol=1e-10, atol=1e-13)
+            np.testing.assert_allclose(h[r].numpy(), net.features(X).numpy(), rtol=1e-10,
                                        atol=1e-13)  # fmt: skip
+
+
+@pytest.mark.parametrize("side", [28, 40])
+def test_compiled_run_steps_other_image_sizes_float64(side):
+    # other plane sides than the paper's: conv2 rows of 8 and 14 positions, pooled rows
+    # of 12 and 18 (the col2im's whole-vector rows: one and two or three vectors)
+    spec = CNNSpec(2, 4, widths=(5, 7, 30, 11), image_size=side)
+    gen = torch.Generator().manual_seed(5)
+    X = torch.randn((40, 2, side, side), generator=gen, dtype=torch.float64)
+    Y = torch.randint(0, 4, (40,), generator=gen)
+    _steps_equal_one_by_one_float64(spec, X, Y, 1)
 
 
 @pytest.mark.parametrize("side", [28, 40])

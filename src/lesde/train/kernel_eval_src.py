@@ -136,7 +136,7 @@ void lesde_cnn_forward(int R, int N, const T *x, const T *cw1, const T *cb1, con
                 memcpy(xs, x + (size_t)(n0 + b) * img, sizeof(T) * img);
                 conv1_fwd(xs, c1, d1, a1);
                 for (int co = 0; co < N1; co++)
-                    pool(a1 + co * A1, S1, P1, r1 + co * Q1, i1 + co * Q1);
+                    pool(a1 + co * A1, S1P, P1, r1 + co * Q1, i1 + co * Q1);
                 conv2_direct(r1, w2t, b2p, a2);
                 pool2_fwd(a2, f + (size_t)b * NF, i2);
             }

@@ -14,12 +14,26 @@ What the loops exploit (all exact: the same sums as the reference, in another or
 - max-pool sends the gradient to one element of each 2×2 window, so the backward
   convolutions run on the pooled positions only (a quarter of the work of a dense
   ``convolution_backward``), and positions whose ReLU is off are skipped;
-- conv2 is an im2col GEMM with the columns laid out twice (k-major for the forward,
-  position-major for the weight and input gradients), every inner loop contiguous;
+- conv2's forward is an im2col GEMM (position-major rows, tap-major weights); its weight
+  gradient is summed a channel at a time in registers; its input gradient a conv2 output
+  row at a time: each position's im2col-row gradient in registers, added into the pooled
+  planes a whole row at a time (a shifted load and a lane mask per position), so no
+  gradient rows are stored (they were a 64 KB pass through L2 per step);
 - each fully connected layer's backward reads a weight row once: the input gradient
-  uses the old row, then the row is updated (``W ← W − lr·gᵀh``);
+  uses the old row, then the row is updated (``W ← W − lr·gᵀh``), the input gradient of
+  12 vectors of inputs at a time held in registers over all rows;
+- conv1's weight gradient loads each input row once for two output channels;
+- every work buffer starts on a 64-byte boundary (vector stores that cross a cache line
+  cost two);
 - dot products keep 4 vectors of independent partial sums (fixed order: deterministic,
   and no ``-ffast-math``, so IEEE arithmetic throughout).
+
+The later speed-ups (aligned buffers, registers, the row-wise col2im) moved data, not
+sums: every sum keeps its order, so a run records the same bits as before them.
+
+Why this file is long: it is one C translation unit, the step's phases in the order they
+run, each loop with the measurement that chose its form; splitting it across strings
+would separate helpers from the one function that inlines them.
 """
 
 from lesde.train.kernel_eval_src import EVAL_SOURCE
@@ -39,7 +53,8 @@ _STEP = r"""
 #define NF (N2 * P2 * P2)
 #define Q1 (P1 * P1)
 #define Q2 (P2 * P2)
-#define A1 (S1 * S1)
+/* conv1's output plane: S1 rows padded to S1P (whole, aligned vector stores) */
+#define A1 (S1 * S1P)
 #define A2 (S2 * S2)
 #define LANES (256 / (int)sizeof(T))
 #define VL (64 / (int)sizeof(T))
@@ -53,18 +68,43 @@ _STEP = r"""
 /* tap rows padded to whole vectors: the gradient axpys have no scalar remainder */
 #define KP ((KK2 + VL - 1) / VL * VL)
 #define A2P ((A2 + PB - 1) / PB * PB)
+/* the pooled planes' gradient in rows padded to whole vectors (col2im adds whole rows) */
+#define NVP ((P1 + VL - 1) / VL)
+#define P1P (NVP * VL)
 #define MAXW (NF > N3 ? (NF > N4 ? NF : N4) : (N3 > N4 ? N3 : N4))
 
 /* one AVX-512-sized vector of T (GCC vector extension): accumulators declared as these
    stay in registers, where gcc kept plain arrays on the stack (measured) */
 typedef T V __attribute__((vector_size(64)));
 static inline V vload(const T *p) { V v; memcpy(&v, p, sizeof v); return v; }
+/* integer lanes of T's width: lane masks (x & 0 is +0, x & ~0 is x, NaN included) */
+#define TBYTES_float 4
+#define TBYTES_double 8
+#define TBYTES_(t) TBYTES_##t
+#define TBYTES(t) TBYTES_(t)
+#if TBYTES(T) == 4
+typedef int32_t VI __attribute__((vector_size(64)));
+#else
+typedef int64_t VI __attribute__((vector_size(64)));
+#endif
 
-/* the lanes' sum by halves (a running scalar sum waited ~VL FMA latencies) */
+/* the lanes' sum by halves, t[l] += t[l + w] for w = VL/2, ..., 1 (a running scalar sum
+   waited ~VL FMA latencies); each halving one vector add of the upper half onto the
+   lower (through a lane array, gcc stored the vector and added scalars: measured) */
+typedef T V32 __attribute__((vector_size(32)));
+typedef T V16 __attribute__((vector_size(16)));
 static inline T hsum(V v) {
-    T t[VL];
-    memcpy(t, &v, sizeof t);
-    for (int w = VL / 2; w > 0; w /= 2)
+    V32 a, b;
+    memcpy(&a, &v, 32);
+    memcpy(&b, (char *)&v + 32, 32);
+    a += b;
+    V16 c, d;
+    memcpy(&c, &a, 16);
+    memcpy(&d, (char *)&a + 16, 16);
+    c += d;
+    T t[16 / sizeof(T)];
+    memcpy(t, &c, 16);
+    for (int w = 8 / (int)sizeof(T); w > 0; w /= 2)
         for (int l = 0; l < w; l++) t[l] += t[l + w];
     return t[0];
 }
@@ -130,7 +170,8 @@ static inline void axpy(T *restrict y, T a, const T *restrict x, int n) {
     for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
 
-/* 2x2 max-pool of one plane (side s, pooled side p), first maximum as torch's kernel */
+/* 2x2 max-pool of one plane (row stride s, pooled side p), first maximum as torch's
+   kernel; at: each maximum's index into the plane */
 static void pool(const T *restrict a, int s, int p, T *restrict out, int32_t *restrict at) {
     for (int i = 0; i < p; i++)
         for (int j = 0; j < p; j++) {
@@ -147,6 +188,8 @@ static void pool(const T *restrict a, int s, int p, T *restrict out, int32_t *re
         }
 }
 
+#define GC 12
+
 /* fc backward of one layer for B samples: gin = g·W (old W), W -= lr·gᵀh, b -= lr·Σg,
    then gin masked by the ReLU of the layer's input (h > 0) */
 static void fc_back(int B, int rows, int in, T *restrict W, T *restrict bias,
@@ -155,12 +198,34 @@ static void fc_back(int B, int rows, int in, T *restrict W, T *restrict bias,
     memset(gin, 0, sizeof(T) * (size_t)B * in);
     if (B == 1) {
         /* one pass over each row: the input gradient from the old row, then the update;
-           a row whose output gradient is 0 (ReLU off) is neither read nor written */
+           a row whose output gradient is 0 (ReLU off) is neither read nor written. The
+           input is taken in chunks of GC vectors whose input gradient and input stay in
+           registers over all rows (through memory, each row cost a second store) */
+        int i0 = 0;
+        for (; i0 + GC * VL <= in; i0 += GC * VL) {
+            V gv[GC], hv[GC];
+            for (int v = 0; v < GC; v++) {
+                gv[v] = (V){0};
+                hv[v] = vload(h + i0 + v * VL);
+            }
+            for (int o = 0; o < rows; o++) {
+                T go = g[o], a = -lr * go;
+                if (go == 0) continue;
+                T *row = W + (size_t)o * in + i0;
+                for (int v = 0; v < GC; v++) {
+                    V r = vload(row + v * VL);
+                    gv[v] += go * r;
+                    r += a * hv[v];
+                    memcpy(row + v * VL, &r, sizeof r);
+                }
+            }
+            memcpy(gin + i0, gv, sizeof gv);
+        }
         for (int o = 0; o < rows; o++) {
             T go = g[o], a = -lr * go;
             if (go == 0) continue;
             T *row = W + (size_t)o * in;
-            for (int i = 0; i < in; i++) {
+            for (int i = i0; i < in; i++) {
                 gin[i] += go * row[i];
                 row[i] += a * h[i];
             }
@@ -200,8 +265,8 @@ static void prep_w2(const T *restrict cw2, const T *restrict cb2, T *restrict w2
     }
 }
 
-/* conv1 of one image into a1 (N1 planes of S1 × S1); xb readable 2·VL elements past
-   its end */
+/* conv1 of one image into a1 (N1 planes of A1: S1 rows of S1P, lanes past S1 unused);
+   xb readable 2·VL elements past its end */
 static void conv1_fwd(const T *restrict xb, const T *restrict cw1, const T *restrict cb1,
                       T *restrict a1) {
     /* conv1, one output row of every channel at a time: N1 · NV1 independent vector
@@ -221,7 +286,7 @@ static void conv1_fwd(const T *restrict xb, const T *restrict cw1, const T *rest
                         for (int v = 0; v < NV1; v++) acc[co][v] += cw1[co * KK1 + t] * xv[v];
                 }
         for (int co = 0; co < N1; co++)
-            memcpy(a1 + co * A1 + i * S1, acc[co], sizeof(T) * S1);
+            memcpy(a1 + co * A1 + i * S1P, acc[co], sizeof acc[co]);
     }
 }
 
@@ -245,48 +310,92 @@ static void pool2_fwd(const T *restrict a2, T *restrict fb, int32_t *restrict i2
         }
 }
 
+/* conv1's weight gradient of nc ≤ C1B output channels, gW1[c] += Σ ga1[c] ⋆ x: each
+   input row is loaded once for the nc channels (one channel at a time was bound by the
+   unaligned loads, measured); the KS taps of a kernel row together, KS · NV1 independent
+   vector sums per channel */
+#define C1B (NV1 <= 2 ? 2 : 1)
+static inline __attribute__((always_inline)) void conv1_wgrad(
+        int nc, const T *restrict ga1, const T *restrict xb, T *restrict gW1) {
+    for (int ci = 0; ci < CIN; ci++)
+        for (int di = 0; di < KS; di++) {
+            V acc[C1B][KS][NV1];
+            for (int c = 0; c < nc; c++)
+                for (int dj = 0; dj < KS; dj++)
+                    for (int v = 0; v < NV1; v++) acc[c][dj][v] = (V){0};
+            for (int i = 0; i < S1; i++) {
+                const T *xr = xb + ci * S0 * S0 + (i + di) * S0;
+                V gv[C1B][NV1];
+                for (int c = 0; c < nc; c++)
+                    for (int v = 0; v < NV1; v++)
+                        gv[c][v] = vload(ga1 + ((size_t)c * S1 + i) * S1P + v * VL);
+                for (int dj = 0; dj < KS; dj++)
+                    for (int v = 0; v < NV1; v++) {
+                        V xv = vload(xr + dj + v * VL);
+                        /* one load for the nc channels: gcc otherwise folds it into each
+                           FMA (most of these loads cross a cache line: two cycles each) */
+                        __asm__("" : "+v"(xv));
+                        for (int c = 0; c < nc; c++) acc[c][dj][v] += gv[c][v] * xv;
+                    }
+            }
+            for (int c = 0; c < nc; c++)
+                for (int dj = 0; dj < KS; dj++) {
+                    V sv = acc[c][dj][0];
+                    for (int v = 1; v < NV1; v++) sv += acc[c][dj][v];
+                    gW1[c * KK1 + ci * KS * KS + di * KS + dj] += hsum(sv);
+                }
+        }
+}
+
+/* each work buffer starts on a 64-byte boundary: an unaligned vector store that crosses
+   a cache line costs two (measured: the fc1 backward's input gradient) */
+#define AL(n) (((size_t)(n) + VL - 1) / VL * VL)
+
 long lesde_scratch(int B) {
-    return (long)N1 * A1 + (long)B * N1 * Q1 + (long)KK2 * N2P + (long)N2 * KP
-         + (long)B * A2P * KP
-         + (long)A2P * N2P + (long)B * (NF + N3 + N4) + (long)B * (NK + N4 + N3 + NF)
-         + (long)A2 * KP + (long)N1 * Q1 + (long)N1 * S1 * S1P + (long)N1 * KK1 + N1
-         + (long)N2 * KP + N2
-         + MAXW;
+    return (long)(AL(N1 * A1) + AL(B * N1 * Q1) + AL(KK2 * N2P) + AL(N2 * KP)
+         + AL(B * A2P * KP) + AL(A2P * N2P) + AL(B * NF) + AL(B * N3) + AL(B * N4)
+         + AL(B * NK) + AL(B * N4) + AL(B * N3) + AL(B * NF) + AL(A2 * N2)
+         + AL(N1 * P1 * P1P) + AL(S2 * KP + 3 * P1P)
+         + AL(N1 * A1) + AL(N1 * KK1) + AL(N1) + AL(N2 * KP) + AL(N2) + AL(MAXW)
+         + VL);
 }
 
 long lesde_xscratch(int B) { return (long)B * CIN * S0 * S0 + 2 * VL; }
 
-long lesde_iscratch(int B) { return (long)B * (N1 * Q1 + N2 * Q2) + A2; }
+long lesde_iscratch(int B) { return (long)B * (N1 * Q1 + N2 * Q2) + A2 + (long)A2 * N2; }
 
 static void trial(int B, const T *restrict x, const int64_t *restrict y, T lr,
                   T *restrict cw1, T *restrict cb1, T *restrict cw2, T *restrict cb2,
                   T *restrict fw1, T *restrict fb1, T *restrict fw2, T *restrict fb2,
                   T *restrict fw3, T *restrict fb3, T *restrict z, T *restrict loss,
                   T *restrict sc, int32_t *restrict si) {
-    T *a1 = sc;                         sc += (size_t)N1 * A1;
-    T *r1 = sc;                         sc += (size_t)B * N1 * Q1;
-    T *w2t = sc;                        sc += (size_t)KK2 * N2P;
-    T *w2p = sc;                        sc += (size_t)N2 * KP;
-    T *colsT = sc;                      sc += (size_t)B * A2P * KP;
-    T *a2 = sc;                         sc += (size_t)A2P * N2P;
-    T *f = sc;                          sc += (size_t)B * NF;
-    T *h3 = sc;                         sc += (size_t)B * N3;
-    T *h4 = sc;                         sc += (size_t)B * N4;
-    T *g5 = sc;                         sc += (size_t)B * NK;
-    T *g4 = sc;                         sc += (size_t)B * N4;
-    T *g3 = sc;                         sc += (size_t)B * N3;
-    T *gf = sc;                         sc += (size_t)B * NF;
-    T *gcolsT = sc;                     sc += (size_t)A2 * KP;
-    T *gr1 = sc;                        sc += (size_t)N1 * Q1;
-    T *ga1 = sc;                        sc += (size_t)N1 * S1 * S1P;
-    T *gW1 = sc;                        sc += (size_t)N1 * KK1;
-    T *gb1 = sc;                        sc += N1;
-    T *gW2 = sc;                        sc += (size_t)N2 * KP;
-    T *gb2 = sc;                        sc += N2;
+    sc = (T *)(((uintptr_t)sc + 63) & ~(uintptr_t)63);
+    T *a1 = sc;                         sc += AL((size_t)N1 * A1);
+    T *r1 = sc;                         sc += AL((size_t)B * N1 * Q1);
+    T *w2t = sc;                        sc += AL((size_t)KK2 * N2P);
+    T *w2p = sc;                        sc += AL((size_t)N2 * KP);
+    T *colsT = sc;                      sc += AL((size_t)B * A2P * KP);
+    T *a2 = sc;                         sc += AL((size_t)A2P * N2P);
+    T *f = sc;                          sc += AL((size_t)B * NF);
+    T *h3 = sc;                         sc += AL((size_t)B * N3);
+    T *h4 = sc;                         sc += AL((size_t)B * N4);
+    T *g5 = sc;                         sc += AL((size_t)B * NK);
+    T *g4 = sc;                         sc += AL((size_t)B * N4);
+    T *g3 = sc;                         sc += AL((size_t)B * N3);
+    T *gf = sc;                         sc += AL((size_t)B * NF);
+    T *pg = sc;                         sc += AL((size_t)A2 * N2);
+    T *gr1 = sc;                        sc += AL((size_t)N1 * P1 * P1P);
+    T *rows = sc;                       sc += AL((size_t)S2 * KP + 3 * P1P);
+    T *ga1 = sc;                        sc += AL((size_t)N1 * A1);
+    T *gW1 = sc;                        sc += AL((size_t)N1 * KK1);
+    T *gb1 = sc;                        sc += AL(N1);
+    T *gW2 = sc;                        sc += AL((size_t)N2 * KP);
+    T *gb2 = sc;                        sc += AL(N2);
     T *tmp = sc;
     int32_t *i1 = si;                   si += (size_t)B * N1 * Q1;
     int32_t *i2 = si;                   si += (size_t)B * N2 * Q2;
-    int32_t *touched = si;
+    int32_t *pn = si;                  si += A2;
+    int32_t *pco = si;
 
     /* ---------------------------------------------------------------- forward */
     T b2p[N2P];
@@ -296,7 +405,7 @@ static void trial(int B, const T *restrict x, const int64_t *restrict y, T lr,
         conv1_fwd(xb, cw1, cb1, a1);
         T *r1b = r1 + (size_t)b * N1 * Q1;
         for (int co = 0; co < N1; co++)
-            pool(a1 + co * A1, S1, P1, r1b + co * Q1, i1 + ((size_t)b * N1 + co) * Q1);
+            pool(a1 + co * A1, S1P, P1, r1b + co * Q1, i1 + ((size_t)b * N1 + co) * Q1);
         /* im2col of conv2, one row of KK2 taps per output position (rows past A2: 0) */
         T *cT = colsT + (size_t)b * A2P * KP;
         for (int i = 0; i < S2; i++)
@@ -348,15 +457,17 @@ static void trial(int B, const T *restrict x, const int64_t *restrict y, T lr,
     fc_back(B, NK, N4, fw3, fb3, h4, g5, g4, tmp, lr);
     fc_back(B, N4, N3, fw2, fb2, h3, g4, g3, tmp, lr);
     fc_back(B, N3, NF, fw1, fb1, f, g3, gf, tmp, lr);
-    memset(gW1, 0, sizeof(T) * (N1 * KK1 + N1 + N2 * KP + N2));
-    memset(touched, 0, sizeof(int32_t) * A2);
+    memset(gW1, 0, (size_t)((char *)(gb2 + N2) - (char *)gW1));
     for (int b = 0; b < B; b++) {
         const T *xb = x + (size_t)b * CIN * S0 * S0;
         const T *cT = colsT + (size_t)b * A2P * KP;
         const T *gfb = gf + (size_t)b * NF;
         const int32_t *i2b = i2 + (size_t)b * N2 * Q2;
-        /* conv2: only each window's maximum has a gradient; a channel's weight gradient
-           is summed in registers (through memory, each update waited for the last) */
+        /* conv2: only each window's maximum has a gradient. Its weight gradient a
+           channel at a time, summed in registers (through memory, each update waited for
+           the last); the window maxima's gradients listed by position, in channel order,
+           for the input gradient below */
+        memset(pn, 0, sizeof(int32_t) * A2);
         for (int co = 0; co < N2; co++) {
             V gw[KP / VL];
             for (int v = 0; v < KP / VL; v++) gw[v] = vload(gW2 + co * KP + v * VL);
@@ -366,68 +477,82 @@ static void trial(int B, const T *restrict x, const int64_t *restrict y, T lr,
                 if (g == 0) continue;
                 int p = i2b[co * Q2 + q];
                 gb += g;
-                const T *cr = cT + (size_t)p * KP, *wr = w2p + co * KP;
-                T *gc = gcolsT + (size_t)p * KP;
-                if (!touched[p]) {
-                    memset(gc, 0, sizeof(T) * KP);
-                    touched[p] = 1;
-                }
-                for (int v = 0; v < KP / VL; v++) {
-                    gw[v] += g * vload(cr + v * VL);
-                    V t = vload(gc + v * VL) + g * vload(wr + v * VL);
-                    memcpy(gc + v * VL, &t, sizeof t);
-                }
+                const T *cr = cT + (size_t)p * KP;
+                for (int v = 0; v < KP / VL; v++) gw[v] += g * vload(cr + v * VL);
+                int n = pn[p]++;
+                pco[p * N2 + n] = co;
+                pg[p * N2 + n] = g;
             }
             memcpy(gW2 + co * KP, gw, sizeof gw);
             gb2[co] += gb;
         }
-        memset(gr1, 0, sizeof(T) * N1 * Q1);
-        for (int p = 0; p < A2; p++) {
-            if (!touched[p]) continue;
-            touched[p] = 0;
-            const T *row = gcolsT + (size_t)p * KP;
-            int i = p / S2, j = p % S2;
+        /* its input gradient a row of conv2's output at a time: each position's im2col
+           row Σ g·W2[co] (channel order) summed in registers, then added into the pooled
+           planes (col2im) a whole plane row at a time, each position's KS taps placed at
+           its lanes by a shifted load and a lane mask; every element still sums its terms
+           in the order of the positions (a scalar col2im was 12 % of the step) */
+        memset(gr1, 0, sizeof(T) * N1 * P1 * P1P);
+        VI msk[S2][NVP];  /* position j's lanes of a plane row: j, ..., j + KS − 1 */
+        for (int j = 0; j < S2; j++)
+            for (int v = 0; v < NVP; v++)
+                for (int l = 0; l < VL; l++)
+                    msk[j][v][l] = v * VL + l >= j && v * VL + l < j + KS ? -1 : 0;
+        for (int i = 0; i < S2; i++) {
+            for (int j = 0; j < S2; j++) {
+                /* a position without gradient adds a row of zeros (no branch below) */
+                const int p = i * S2 + j, n = pn[p];
+                V gc[KP / VL];
+                for (int v = 0; v < KP / VL; v++) gc[v] = (V){0};
+                for (int e = 0; e < n; e++) {
+                    const T g = pg[p * N2 + e], *wr = w2p + pco[p * N2 + e] * KP;
+                    for (int v = 0; v < KP / VL; v++) gc[v] += g * vload(wr + v * VL);
+                }
+                memcpy(rows + P1P + (size_t)j * KP, gc, sizeof gc);
+            }
             for (int ci = 0; ci < N1; ci++)
-                for (int di = 0; di < KS; di++)
-                    for (int dj = 0; dj < KS; dj++)
-                        gr1[ci * Q1 + (i + di) * P1 + j + dj] += row[ci * KS * KS + di * KS + dj];
+                for (int di = 0; di < KS; di++) {
+                    T *gro = gr1 + ((size_t)ci * P1 + i + di) * P1P;
+                    V acc[NVP];
+                    for (int v = 0; v < NVP; v++) acc[v] = vload(gro + v * VL);
+                    for (int j = 0; j < S2; j++) {
+                        /* lane l of the row takes tap l − j of the kernel row (ci, di) */
+                        const T *t = rows + P1P + (size_t)j * KP + ci * KS * KS + di * KS - j;
+                        for (int v = 0; v < NVP; v++) {
+                            VI x;
+                            memcpy(&x, t + v * VL, sizeof x);
+                            acc[v] += (V)(x & msk[j][v]);
+                        }
+                    }
+                    memcpy(gro, acc, sizeof acc);
+                }
         }
         /* ReLU after pool1 and the pool's routing to each window's maximum give conv1's
            output gradient, dense (a sparse patch-by-patch sum stalled on store
            forwarding); its weight gradient is then a correlation with the input */
         const T *r1b = r1 + (size_t)b * N1 * Q1;
         const int32_t *i1b = i1 + (size_t)b * N1 * Q1;
-        memset(ga1, 0, sizeof(T) * N1 * S1 * S1P);
-        for (int co = 0; co < N1; co++) {
-            T gb = 0;
-            for (int q = 0; q < Q1; q++) {
-                T g = r1b[co * Q1 + q] > 0 ? gr1[co * Q1 + q] : (T)0;
-                int p = i1b[co * Q1 + q];
-                ga1[co * S1 * S1P + p / S1 * S1P + p % S1] = g;
-                gb += g;
-            }
-            gb1[co] += gb;
-        }
-        for (int co = 0; co < N1; co++)
-            for (int ci = 0; ci < CIN; ci++)
-                for (int di = 0; di < KS; di++) {
-                    /* the KS taps of a kernel row together: KS · NV1 independent sums */
-                    V acc[KS][NV1] = {{(V){0}}};
-                    for (int i = 0; i < S1; i++) {
-                        const T *g = ga1 + (co * S1 + i) * S1P;
-                        const T *xr = xb + ci * S0 * S0 + (i + di) * S0;
-                        V gv[NV1];
-                        for (int v = 0; v < NV1; v++) gv[v] = vload(g + v * VL);
-                        for (int dj = 0; dj < KS; dj++)
-                            for (int v = 0; v < NV1; v++)
-                                acc[dj][v] += gv[v] * vload(xr + dj + v * VL);
-                    }
-                    for (int dj = 0; dj < KS; dj++) {
-                        V sv = acc[dj][0];
-                        for (int v = 1; v < NV1; v++) sv += acc[dj][v];
-                        gW1[co * KK1 + ci * KS * KS + di * KS + dj] += hsum(sv);
-                    }
+        memset(ga1, 0, sizeof(T) * N1 * A1);
+        {
+            /* the channels' bias sums side by side: N1 independent chains (one channel
+               after another waited an add latency per position) */
+            T gb[N1] = {0};
+            for (int q = 0; q < Q1; q++)
+                for (int co = 0; co < N1; co++) {
+                    const T gq = gr1[((size_t)co * P1 + q / P1) * P1P + q % P1];
+                    T g = r1b[co * Q1 + q] > 0 ? gq : (T)0;
+                    /* the pool's argmax: an index into the padded plane, as ga1's */
+                    ga1[co * A1 + i1b[co * Q1 + q]] = g;
+                    gb[co] += g;
                 }
+            for (int co = 0; co < N1; co++) gb1[co] += gb[co];
+        }
+        for (int c0 = 0; c0 < N1; c0 += C1B) {
+            if (N1 - c0 >= C1B)
+                conv1_wgrad(C1B, ga1 + (size_t)c0 * A1, xb, gW1 + (size_t)c0 * KK1);
+            else
+                for (int co = c0; co < N1; co++)
+                    conv1_wgrad(1, ga1 + (size_t)co * A1, xb, gW1 + (size_t)co * KK1);
+        }
     }
     axpy(cw1, -lr, gW1, N1 * KK1);
     axpy(cb1, -lr, gb1, N1);
