@@ -4,7 +4,7 @@ Every trial's logits and penultimate features on the same images (probes, valida
 the direct-LE probes), no update: ``lesde_cnn_forward``, called by
 `lesde.train.engine_cnn.EnsembleCNN.forward_shared`. Appended to the step's source and
 compiled with it (the same ``-D`` dimensions), it uses the step's helpers (``conv1_fwd``,
-``pool``, ``prep_w2``, ``pool2_fwd``, ``relu``, ``vload``). Checked with the step, once
+``pool1``, ``prep_w2``, ``pool2_fwd``, ``relu``, ``vload``). Checked with the step, once
 per process, against the torch forward (`lesde.train.engine_cnn._check`).
 """
 
@@ -136,7 +136,7 @@ void lesde_cnn_forward(int R, int N, const T *x, const T *cw1, const T *cb1, con
                 memcpy(xs, x + (size_t)(n0 + b) * img, sizeof(T) * img);
                 conv1_fwd(xs, c1, d1, a1);
                 for (int co = 0; co < N1; co++)
-                    pool(a1 + co * A1, S1P, P1, r1 + co * Q1, i1 + co * Q1);
+                    pool1(a1 + co * A1, r1 + co * Q1, i1 + co * Q1);
                 conv2_direct(r1, w2t, b2p, a2);
                 pool2_fwd(a2, f + (size_t)b * NF, i2);
             }
