@@ -103,10 +103,9 @@ thread unless said; µs per trial-step; the previous engine: 117 µs, 8,515/s):
   32 images with transposed weights so that the output units fill the vector lanes):
   first with the step's per-image fc dot products 14.9, then 12.0 (1.2x the torch
   forward, kept); a pool without argmaxes as gcc vectorised it: 18.6, not kept. The
-  forward is 358k multiply-adds per image, ~22k cycles at 16 fp32 FMA lanes per cycle
-  (Zen 4): ~7.5 µs at 3 GHz; the compiled forward is at 60-70 % of that, so the evaluations
-  at the paper's schedule (660 images per 500 steps: 1.3 image forwards per step, each
-  a quarter of a step's work) cost ~30 % of the bare step whatever the code.
+  forward is 416k multiply-adds per image (conv1 118k, conv2 240k, fc 58k), 26k
+  16-lane FMAs: ~8.7 µs at 3 GHz, ~7 µs at 3.7 GHz at one 512-bit FMA per cycle (Zen
+  4); first written here as 358k and "60-70 % of the throughput": an undercount.
 - the "func" backend: no faster generic graph (the traced graph stays at ~20 % of the
   compiled step, it is ~40 ATen calls per step as the previous engine was); instead a
   model that the compiled step computes runs on it (`lesde.train.func_cnn`: parameter
@@ -114,9 +113,38 @@ thread unless said; µs per trial-step; the previous engine: 117 µs, 8,515/s):
   kernel on random inputs, float64 1e-10 / float32 1e-4): the paper's CNN through "func"
   at the "cnn" rate.
 
-Where the rest goes (perf, the 45 µs step): conv2's input-gradient col2im ~10 %, conv1's
-weight-gradient correlation ~8 %, conv2's GEMM ~8 %, conv2's sparse gradients ~9 %, the
-fused fc backward ~8 %, max-pools ~3 %.
+- the compiled step, third session (issue 20): its time by phase from the time-stamp
+  counter (`bench/bench_kernel_phases.py`, one 50-trial block on one thread, GeoMNIST,
+  µs per trial-step; the records of every version below equal to the bit, compared
+  after 800 steps of 50 trials): 40.2 as landed. Work buffers on 64-byte boundaries (the fc1
+  backward's input gradient sat at an odd offset: each vector store crossed a cache
+  line): 36.4. fc1 backward's input gradient in registers, 12 vectors of inputs at a time
+  over all rows (one store per row vector instead of two): 35.8. conv1's weight gradient
+  with one load per input row for two channels (gcc had folded the load into each FMA,
+  and most of these loads cross a cache line): 34.4. The lane sum by vector halves (same
+  additions): conv1's weight gradient 8.2 → 6.9 k ticks. conv1's output rows padded to
+  whole vectors and the pool's argmax kept as an index into that plane (no division per
+  element); the bias sums of the 6 channels side by side: 32.2. conv2's input gradient
+  without its stored gradient rows: on GeoMNIST a step has ~235 (channel, window) pairs
+  with a gradient at ~84 of the 100 positions, and each pair cost ~75 cycles of L2
+  traffic through the 64 KB of rows; summed per position in registers instead: 30.2.
+  The col2im a pooled-plane row at a time (each position's 5 taps placed by a shifted
+  load and a lane mask, the positions in the same order): 27.3. conv1's max-pool a row
+  pair at a time in vectors (even/odd columns by a shuffle, the same comparisons): 26.8.
+  Tried, not kept: the pool's partial rows stored by ``memcpy`` of a run-time length
+  (pool 1.9 → 2.8 k ticks); lane masks precomputed vs computed in the loop (equal).
+  The evaluation forward's fc blocks (images × vectors of sums per pass; µs per image
+  and trial): 4 × 4 10.9 (before), 4 × 2 11.8, 6 × 2 9.9, 8 × 2 9.7 (kept), 12 × 2 11.0,
+  16 × 1 9.65; with the vectorised pool: 9.7. What is left: conv1 (2.8 µs), conv2's GEMM
+  (4.3) and conv1's weight gradient (2.6) run at ~one 512-bit FMA per cycle, the fc1
+  passes (2.6 + 2.6) at the L2 bandwidth of its 192 KB of weights; the rest (~11 µs) is
+  data movement: col2im, im2col, the weights' transposes.
+- what this does to recording: the evaluation's 416k multiply-adds per image at one
+  512-bit FMA per cycle are a floor of ~7-8.7 µs per image and trial (9.7 measured), so a
+  faster step raises recording's share: at an evaluation every 2000 steps (396 images)
+  ~1.9 µs per step against the 26-27 µs step (~7 %, ~9.7 % measured with the loop's
+  own work); at paper-scale GeoMNIST's 660 images every 500 steps ~13 µs per step, ~30 %
+  whatever the code: only fewer images per checkpoint would lower it.
 
 Run: ``python bench/bench_train.py [--trials 100] [--steps 2000] [--rounds 2]`` (a few
 minutes). No GPU rows: the bench runs on the CPU it finds (a GPU session would add them).
@@ -506,12 +534,24 @@ def write_markdown(res: dict, path: Path) -> None:
         f"| recording (2 threads, from the rows above) | "
         f"{100 * d['recording_overhead']:.1f} % of the bare step |",
         "",
-        "Inside the compiled step (perf, 45 µs step): conv2 input-gradient col2im ~10 %, "
-        "conv1 weight-gradient correlation ~8 %, conv2 GEMM ~8 %, conv2 sparse gradients "
-        "~9 %, fused fc backward ~8 %, max-pools ~3 %. What was tried, with numbers: the "
-        "bench docstring.",
+        *phase_table(path.parent / "kernel_phases.json"),
+        "What was tried, with numbers: the bench docstring.",
     ]
     path.write_text("\n".join(out) + "\n")
+
+
+def phase_table(path: Path) -> list[str]:
+    """Markdown of `bench/bench_kernel_phases.py`'s result (its own run), if there is one."""
+    if not path.exists():
+        return ["Inside the compiled step: run `bench/bench_kernel_phases.py`.", ""]
+    k = json.loads(path.read_text())
+    out = [f"Inside the compiled step (`bench/bench_kernel_phases.py`, its own run: "
+           f"{k['trials']} trials on one thread, GeoMNIST, {k['us_per_step']:.1f} µs per "
+           "trial-step; time-stamp counter between phases):", "",
+           "| phase | share | µs per trial-step |", "|---|---|---|"]  # fmt: skip
+    for r in k["phases"]:
+        out.append(f"| {r['phase']} | {100 * r['share']:.1f} % | {r['us_per_step']:.2f} |")
+    return [*out, ""]
 
 
 def main() -> None:

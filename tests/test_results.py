@@ -87,6 +87,8 @@ def test_results_readme_speed_numbers_are_the_committed_ones():
     t = json.loads((ROOT / "docs/results/timing/summary.json").read_text(encoding="utf-8"))
     b = json.loads((ROOT / "docs/results/train-bench/train.json").read_text(encoding="utf-8"))
     g = t["geomnist_paper"]
+    prof = b["stage_profile_us"]
+    prof_eval = prof["evaluation_per_trial"] / prof["n_eval_images"]
     for quoted in (
         f"{g['wall_seconds'] / 60:.1f} min end to end",
         f"{g['seconds']['train'] / 60:.1f} min of training at {g['train_rate']:,} trial-steps/s",
@@ -94,5 +96,11 @@ def test_results_readme_speed_numbers_are_the_committed_ones():
         f"about {t['paper_scale']['train_hours_at_that_rate']:.1f} h of training",
         f"in the bench ({b['derived']['recording_overhead']:.0%})",
         f"per step) it is {b['derived']['recording_overhead_paper_schedule']:.0%}.",
+        f"({b['derived']['recording_overhead']:.0%}), "
+        f"{100 * b['derived']['recording_overhead']:.1f} % before rounding",
+        f"a bare step of {b['stage_profile_us']['step']:.1f} µs per trial",
+        f"takes {prof_eval:.1f} µs per image and trial "
+        f"({b['stage_profile_us']['evaluation_per_trial']:,.0f} µs for "
+        f"{b['stage_profile_us']['n_eval_images']:.0f} images)",
     ):
         assert " ".join(quoted.split()) in " ".join(RESULTS_README.split()), quoted

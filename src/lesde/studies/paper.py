@@ -119,9 +119,10 @@ def measure_rate(seconds: float = 1.0, n_trials: int = 100) -> float:
     """The trainer's trial-steps/s on this machine: `lesde.train.calibrate.measure_rate`
     (the paper's CNN, ``n_trials`` trials, the default engine) repeated for ``seconds``.
 
-    The rate is of the training step; the probe and validation evaluations add a few per
-    cent at one per 2000 steps and ~45 % at paper-scale GeoMNIST's schedule (201
-    checkpoints of 660 images; measured on 2 cores: ``bench/bench_train.py`` and a timed
+    The rate is of the training step; the probe and validation evaluations and the
+    recording add ~10 % at one evaluation per 2000 steps and ~70 % at paper-scale
+    GeoMNIST's schedule (201 checkpoints of 660 images: 44k trial-steps/s recorded against
+    75k for the step alone, measured on 2 cores: ``bench/bench_train.py`` and a timed
     run), which the printed estimate states."""
     from lesde.train.calibrate import measure_rate as step_rate
 
@@ -184,8 +185,8 @@ def run(
     log(f"lesde run paper (scale {scale}): {len(todo)} sub-runs, {total:,} trial-steps; at "
         f"{rate:,.0f} trial-steps/s (measured now, training step only) about "
         f"{math.ceil(minutes)} min of training, plus the probe and validation evaluations "
-        "(up to ~45 % more at the paper's schedules here), the separation simulations and "
-        "the stages")  # fmt: skip
+        "and the recording (up to ~70 % more at the paper's schedules here), the separation "
+        "simulations and the stages")  # fmt: skip
     summary = dict(load_summary(out, broken="warn"))
     summary.update(experiment="paper", config={"scale": scale, "seed": seed},
                    estimate={"trial_steps": total, "rate": rate, "minutes": minutes})  # fmt: skip

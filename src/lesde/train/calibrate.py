@@ -29,8 +29,8 @@ def measure_rate(
     The trials are split into thread blocks as `lesde.train.train_ensemble` splits them
     (one per torch thread) and advanced by the same engine calls, on random images and
     labels; a few warm-up steps come first (they also build the compiled "cnn" step,
-    once per process and shape). Evaluations and recording are not included: they cost a
-    few per cent at one evaluation per 2000 steps and about a quarter of the rate at the
+    once per process and shape). Evaluations and recording are not included: they cost
+    about a tenth of the rate at one evaluation per 2000 steps and about 30 % at the
     paper's GeoMNIST schedule, 660 images every 500 steps (``bench/results/train.md``).
 
     Args:

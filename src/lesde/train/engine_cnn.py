@@ -303,7 +303,7 @@ def _kernel_for(spec: CNNSpec, dtype: torch.dtype):
                 warnings.warn(
                     f"the compiled CNN step disagrees with the torch engine on its check "
                     f"inputs (relative error {err:.2e} > {tol:g}); training uses the "
-                    "previous torch engine (~3x slower)",
+                    "previous torch engine (~5x slower)",
                     RuntimeWarning,
                     stacklevel=3,
                 )

@@ -220,7 +220,7 @@ def build_kernel(dims: dict[str, int], dtype: torch.dtype) -> Kernel | None:
         if kernel is None:
             warnings.warn(
                 f"the compiled CNN step could not be built ({err}); training uses the "
-                "previous torch engine (~3x slower)",
+                "previous torch engine (~5x slower)",
                 RuntimeWarning,
                 stacklevel=3,
             )

@@ -333,6 +333,12 @@ static void pool2_fwd(const T *restrict a2, T *restrict fb, int32_t *restrict i2
    unaligned loads, measured); the KS taps of a kernel row together, KS · NV1 independent
    vector sums per channel */
 #define C1B (NV1 <= 2 ? 2 : 1)
+/* an empty asm that takes a vector in a register (x86: "v", any SIMD register) */
+#if defined(__x86_64__) || defined(__i386__)
+#define IN_REG(x) __asm__("" : "+v"(x))
+#else
+#define IN_REG(x) ((void)0)
+#endif
 static inline __attribute__((always_inline)) void conv1_wgrad(
         int nc, const T *restrict ga1, const T *restrict xb, T *restrict gW1) {
     for (int ci = 0; ci < CIN; ci++)
@@ -352,7 +358,7 @@ static inline __attribute__((always_inline)) void conv1_wgrad(
                         V xv = vload(xr + dj + v * VL);
                         /* one load for the nc channels: gcc otherwise folds it into each
                            FMA (most of these loads cross a cache line: two cycles each) */
-                        __asm__("" : "+v"(xv));
+                        IN_REG(xv);
                         for (int c = 0; c < nc; c++) acc[c][dj][v] += gv[c][v] * xv;
                     }
             }
