@@ -170,6 +170,23 @@ static inline void axpy(T *restrict y, T a, const T *restrict x, int n) {
     for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
 
+/* the even and odd lanes of a vector pair (a's, then b's): GCC's __builtin_shuffle with
+   the index vectors ev, od; clang's __builtin_shufflevector takes constant indices */
+#if defined(__clang__)
+#if TBYTES(T) == 4
+#define EVENS(a, b) \
+    __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
+#define ODDS(a, b) \
+    __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31)
+#else
+#define EVENS(a, b) __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14)
+#define ODDS(a, b) __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15)
+#endif
+#else
+#define EVENS(a, b) __builtin_shuffle(a, b, ev)
+#define ODDS(a, b) __builtin_shuffle(a, b, od)
+#endif
+
 /* 2x2 max-pool of one conv1 plane (rows of S1P), then ReLU: out (P1 × P1), at: each
    window's first maximum as an index into the plane (torch's kernel). A row pair's
    windows at once: the even and odd columns split by a shuffle, the same comparisons in
@@ -187,8 +204,7 @@ static void pool1(const T *restrict a, T *restrict out, int32_t *restrict at) {
             const int hi = 2 * u + 1 < NV1;  /* an odd NV1: the last pair's upper half is 0 */
             V x0 = vload(r0 + 2 * u * VL), x1 = hi ? vload(r0 + (2 * u + 1) * VL) : (V){0};
             V y0 = vload(r1 + 2 * u * VL), y1 = hi ? vload(r1 + (2 * u + 1) * VL) : (V){0};
-            V t[4] = {__builtin_shuffle(x0, x1, ev), __builtin_shuffle(x0, x1, od),
-                      __builtin_shuffle(y0, y1, ev), __builtin_shuffle(y0, y1, od)};
+            V t[4] = {EVENS(x0, x1), ODDS(x0, x1), EVENS(y0, y1), ODDS(y0, y1)};
             V m = t[0];
             VI k = (VI){0};
             for (int w = 1; w < 4; w++) {
