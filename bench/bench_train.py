@@ -545,9 +545,11 @@ def phase_table(path: Path) -> list[str]:
     if not path.exists():
         return ["Inside the compiled step: run `bench/bench_kernel_phases.py`.", ""]
     k = json.loads(path.read_text())
+    total = sum(r["us_per_step"] for r in k["phases"])
     out = [f"Inside the compiled step (`bench/bench_kernel_phases.py`, its own run: "
            f"{k['trials']} trials on one thread, GeoMNIST, {k['us_per_step']:.1f} µs per "
-           "trial-step; time-stamp counter between phases):", "",
+           "trial-step uninstrumented; the time-stamp counter between phases, whose µs "
+           f"below sum to the instrumented run's {total:.1f}):", "",
            "| phase | share | µs per trial-step |", "|---|---|---|"]  # fmt: skip
     for r in k["phases"]:
         out.append(f"| {r['phase']} | {100 * r['share']:.1f} % | {r['us_per_step']:.2f} |")

@@ -1,5 +1,8 @@
 """The vectorised ensemble trainer equals the same trials trained one by one."""
 
+import os
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -356,10 +359,14 @@ def test_train_ensemble_refuses_keywords_without_effect():
 
 def _compiled_engine(spec, params, dtype):
     from lesde.train.engine_cnn import EnsembleCNN
+    from lesde.train.engine_fast import kernel_disabled
 
+    cc = os.environ.get("CC", "gcc")
+    if shutil.which(cc) is None or kernel_disabled():
+        pytest.skip(f"no C compiler {cc!r} (or LESDE_CNN_KERNEL=off): no compiled step here")
     eng = EnsembleCNN(spec, params, device=torch.device("cpu"), dtype=dtype)
-    if eng.kernel is None:
-        pytest.skip("no C compiler: the compiled step is not built here")
+    # with a compiler, a kernel that failed its check (the engine fell back) is a failure
+    assert eng.kernel is not None, "the compiled step was not built or failed its check"
     return eng
 
 
@@ -408,7 +415,7 @@ def test_compiled_run_steps_equal_one_by_one_float64(batch_size, spec):
 @pytest.mark.parametrize("side", [28, 40])
 def test_compiled_run_steps_other_image_sizes_float64(side):
     # other plane sides than the paper's: conv2 rows of 8 and 14 positions, pooled rows
-    # of 12 and 18 (the col2im's whole-vector rows: one and two or three vectors)
+    # of 12 and 18 (the col2im's whole-vector rows: 2 and 3 vectors of float64)
     spec = CNNSpec(2, 4, widths=(5, 7, 30, 11), image_size=side)
     gen = torch.Generator().manual_seed(5)
     X = torch.randn((40, 2, side, side), generator=gen, dtype=torch.float64)

@@ -31,7 +31,9 @@ def measure_rate(
     labels; a few warm-up steps come first (they also build the compiled "cnn" step,
     once per process and shape). Evaluations and recording are not included: they cost
     about a tenth of the rate at one evaluation per 2000 steps and about 30 % at the
-    paper's GeoMNIST schedule, 660 images every 500 steps (``bench/results/train.md``).
+    paper's GeoMNIST schedule, 660 images every 500 steps (the bench's steady state,
+    ``bench/results/train.md``); a whole paper-scale GeoMNIST run, with its record writes
+    and start-up, trained at ~60 % of this rate (44k against 75k trial-steps/s).
 
     Args:
         n_trials: trials trained together.

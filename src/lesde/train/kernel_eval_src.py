@@ -123,7 +123,9 @@ void lesde_cnn_forward(int R, int N, const T *x, const T *cw1, const T *cb1, con
     T *xs = sc;
     /* the padding past an image and the block's rows past nb are read: finite */
     memset(xs, 0, sizeof(T) * (img + 2 * VL));
-    memset(f, 0, sizeof(T) * (size_t)(NB + IB) * (NF + N3 + N4));
+    memset(f, 0, sizeof(T) * (size_t)(NB + IB) * NF);
+    memset(h3, 0, sizeof(T) * (size_t)(NB + IB) * N3);
+    memset(h4, 0, sizeof(T) * (size_t)(NB + IB) * N4);
     int32_t *i1 = si, *i2 = si + N1 * Q1;
     for (int r = 0; r < R; r++) {
         prep_w2(cw2 + (size_t)r * N2 * KK2, cb2 + (size_t)r * N2, w2t, w2p, b2p);

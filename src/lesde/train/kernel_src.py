@@ -22,14 +22,18 @@ What the loops exploit (all exact: the same sums as the reference, in another or
 - each fully connected layer's backward reads a weight row once: the input gradient
   uses the old row, then the row is updated (``W ← W − lr·gᵀh``), the input gradient of
   12 vectors of inputs at a time held in registers over all rows;
-- conv1's weight gradient loads each input row once for two output channels;
+- conv1's weight gradient loads each input row once for two output channels (where a
+  conv1 row is at most two vectors: float32 up to image side 36);
 - every work buffer starts on a 64-byte boundary (vector stores that cross a cache line
   cost two);
 - dot products keep 4 vectors of independent partial sums (fixed order: deterministic,
   and no ``-ffast-math``, so IEEE arithmetic throughout).
 
 The later speed-ups (aligned buffers, registers, the row-wise col2im) moved data, not
-sums: every sum keeps its order, so a run records the same bits as before them.
+sums: every sum keeps its order in the source. With ``-ffp-contract=fast`` gcc chooses
+which ``a·b + c`` it fuses, and that choice can move with the code around it: the paper's
+network (GeoMNIST's and CIFAR's shapes, float32 and float64) records the same bits as
+before them (checked); a few other shapes differ in the last bits (found in review).
 
 Why this file is long: it is one C translation unit, the step's phases in the order they
 run, each loop with the measurement that chose its form; splitting it across strings
@@ -497,7 +501,10 @@ static void trial(int B, const T *restrict x, const int64_t *restrict y, T lr,
     fc_back(B, NK, N4, fw3, fb3, h4, g5, g4, tmp, lr);
     fc_back(B, N4, N3, fw2, fb2, h3, g4, g3, tmp, lr);
     fc_back(B, N3, NF, fw1, fb1, f, g3, gf, tmp, lr);
-    memset(gW1, 0, (size_t)((char *)(gb2 + N2) - (char *)gW1));
+    memset(gW1, 0, sizeof(T) * N1 * KK1);
+    memset(gb1, 0, sizeof(T) * N1);
+    memset(gW2, 0, sizeof(T) * N2 * KP);
+    memset(gb2, 0, sizeof(T) * N2);
     for (int b = 0; b < B; b++) {
         const T *xb = x + (size_t)b * CIN * S0 * S0;
         const T *cT = colsT + (size_t)b * A2P * KP;
