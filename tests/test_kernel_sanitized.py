@@ -120,3 +120,20 @@ def test_step_and_forward_stay_inside_their_buffers(tmp_path, ctype, dims):
     assert ran.returncode == 0, ran.stderr[-3000:]
     assert ran.stdout.split() == ["B=1", "ok", "B=2", "ok", "B=3", "ok"]
     assert "runtime error" not in ran.stderr, ran.stderr[-3000:]
+
+
+def test_phase_profile_anchors_are_in_the_step():
+    # bench/bench_kernel_phases.py times the step between text anchors in its source: each
+    # must occur once, so that an edit of the step that moves one is seen here, not in a
+    # benchmark nobody runs
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "bench_kernel_phases.py"
+    spec = importlib.util.spec_from_file_location("bench_kernel_phases", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    text = mod.instrumented(SOURCE)
+    assert [int(n) for n in re.findall(r"PM\((\d+)\);", text)] == list(range(len(mod.PHASES) + 1))
+    with pytest.raises(RuntimeError, match="anchor occurs 0 times"):
+        mod.instrumented(SOURCE.replace("    /* cross-entropy and its gradient", "    /* CE"))
