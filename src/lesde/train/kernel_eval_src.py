@@ -91,13 +91,17 @@ static void conv2_direct(const T *restrict r1, const T *restrict w2t, const T *r
         }
 }
 
-long lesde_fscratch(void) {
-    return (long)N1 * A1 + (long)N1 * Q1 + (long)KK2 * N2P + (long)N2 * KP + (long)A2P * N2P
-         + (long)(NB + IB) * (NF + N3 + N4) + (long)NF * RUP(N3) + (long)N3 * RUP(N4)
-         + (long)N4 * RUP(NK) + RUP(N3) + RUP(N4) + RUP(NK) + N2P + CIN * S0 * S0 + 2 * VL;
-}
+/* the work buffers of an evaluation, as the step's (STEP_BUFFERS) */
+#define FWD_BUFFERS(X)                                                                   \
+    X(a1, N1 * A1) X(r1, N1 * Q1) X(w2t, KK2 * N2P) X(w2p, N2 * KP) X(a2, A2P * N2P)     \
+    X(f, (NB + IB) * NF) X(h3, (NB + IB) * N3) X(h4, (NB + IB) * N4)                     \
+    X(wt1, NF * RUP(N3)) X(wt2, N3 * RUP(N4)) X(wt3, N4 * RUP(NK)) X(bp1, RUP(N3))       \
+    X(bp2, RUP(N4)) X(bp3, RUP(NK)) X(b2p, N2P) X(xs, CIN * S0 * S0 + 2 * VL)
+#define FWD_IBUFFERS(X) X(i1, N1 * Q1) X(i2, N2 * Q2)
 
-long lesde_fiscratch(void) { return (long)N1 * Q1 + (long)N2 * Q2; }
+long lesde_fscratch(void) { return (long)(VL FWD_BUFFERS(SIZE_OF)); }
+
+long lesde_fiscratch(void) { return (long)(0 FWD_IBUFFERS(ISIZE_OF)); }
 
 void lesde_cnn_forward(int R, int N, const T *x, const T *cw1, const T *cb1, const T *cw2,
                        const T *cb2, const T *fw1, const T *fb1, const T *fw2, const T *fb2,
@@ -105,28 +109,14 @@ void lesde_cnn_forward(int R, int N, const T *x, const T *cw1, const T *cb1, con
     /* logits z (R, N, NK) and penultimate features feat (R, N, N4) of every trial on the
        same images x (N, CIN, S0, S0) */
     const size_t img = (size_t)CIN * S0 * S0;
-    T *a1 = sc;                         sc += (size_t)N1 * A1;
-    T *r1 = sc;                         sc += (size_t)N1 * Q1;
-    T *w2t = sc;                        sc += (size_t)KK2 * N2P;
-    T *w2p = sc;                        sc += (size_t)N2 * KP;
-    T *a2 = sc;                         sc += (size_t)A2P * N2P;
-    T *f = sc;                          sc += (size_t)(NB + IB) * NF;
-    T *h3 = sc;                         sc += (size_t)(NB + IB) * N3;
-    T *h4 = sc;                         sc += (size_t)(NB + IB) * N4;
-    T *wt1 = sc;                        sc += (size_t)NF * RUP(N3);
-    T *wt2 = sc;                        sc += (size_t)N3 * RUP(N4);
-    T *wt3 = sc;                        sc += (size_t)N4 * RUP(NK);
-    T *bp1 = sc;                        sc += RUP(N3);
-    T *bp2 = sc;                        sc += RUP(N4);
-    T *bp3 = sc;                        sc += RUP(NK);
-    T *b2p = sc;                        sc += N2P;
-    T *xs = sc;
+    sc = ALIGN64(sc);
+    FWD_BUFFERS(CARVE)
+    FWD_IBUFFERS(ICARVE)
     /* the padding past an image and the block's rows past nb are read: finite */
     memset(xs, 0, sizeof(T) * (img + 2 * VL));
     memset(f, 0, sizeof(T) * (size_t)(NB + IB) * NF);
     memset(h3, 0, sizeof(T) * (size_t)(NB + IB) * N3);
     memset(h4, 0, sizeof(T) * (size_t)(NB + IB) * N4);
-    int32_t *i1 = si, *i2 = si + N1 * Q1;
     for (int r = 0; r < R; r++) {
         prep_w2(cw2 + (size_t)r * N2 * KK2, cb2 + (size_t)r * N2, w2t, w2p, b2p);
         transpose_fc(N3, NF, fw1 + (size_t)r * N3 * NF, fb1 + (size_t)r * N3, wt1, bp1);

@@ -395,51 +395,43 @@ static inline __attribute__((always_inline)) void conv1_wgrad(
    a cache line costs two (measured: the fc1 backward's input gradient) */
 #define AL(n) (((size_t)(n) + VL - 1) / VL * VL)
 
-long lesde_scratch(int B) {
-    return (long)(AL(N1 * A1) + AL(B * N1 * Q1) + AL(KK2 * N2P) + AL(N2 * KP)
-         + AL(B * A2P * KP) + AL(A2P * N2P) + AL(B * NF) + AL(B * N3) + AL(B * N4)
-         + AL(B * NK) + AL(B * N4) + AL(B * N3) + AL(B * NF) + AL(A2 * N2)
-         + AL(N1 * P1 * P1P) + AL(S2 * KP + 3 * P1P)
-         + AL(N1 * A1) + AL(N1 * KK1) + AL(N1) + AL(N2 * KP) + AL(N2) + AL(MAXW)
-         + VL);
-}
+/* The work buffers of a step, in order (name, elements; B the mini-batch size): the one
+   list that lesde_scratch / lesde_iscratch sum and trial carves. After each buffer come
+   BUFFER_GUARD elements of T (IBUFFER_GUARD of int32), 0 here: a sanitizer test defines
+   them, and GUARD_AFTER, to put a poisoned guard between every two buffers. */
+#ifndef BUFFER_GUARD
+#define BUFFER_GUARD 0
+#define IBUFFER_GUARD 0
+#define GUARD_AFTER(p) ((void)0)
+#endif
+#define STEP_BUFFERS(X)                                                                  \
+    X(a1, N1 * A1) X(r1, B * N1 * Q1) X(w2t, KK2 * N2P) X(w2p, N2 * KP)                  \
+    X(colsT, B * A2P * KP) X(a2, A2P * N2P) X(f, B * NF) X(h3, B * N3) X(h4, B * N4)     \
+    X(g5, B * NK) X(g4, B * N4) X(g3, B * N3) X(gf, B * NF) X(pg, A2 * N2)               \
+    X(gr1, N1 * P1 * P1P) X(rows, S2 * KP + 3 * P1P) X(ga1, N1 * A1) X(gW1, N1 * KK1)    \
+    X(gb1, N1) X(gW2, N2 * KP) X(gb2, N2) X(tmp, MAXW)
+#define STEP_IBUFFERS(X) X(i1, B * N1 * Q1) X(i2, B * N2 * Q2) X(pn, A2) X(pco, A2 * N2)
+#define SIZE_OF(name, n) +AL(n) + BUFFER_GUARD
+#define ISIZE_OF(name, n) +(size_t)(n) + IBUFFER_GUARD
+#define CARVE(name, n) T *name = sc; sc += AL(n); GUARD_AFTER(sc);
+#define ICARVE(name, n) int32_t *name = si; si += (n); GUARD_AFTER(si);
+/* the first buffer on a 64-byte boundary: VL elements of slack in the size */
+#define ALIGN64(p) ((T *)(((uintptr_t)(p) + 63) & ~(uintptr_t)63))
+
+long lesde_scratch(int B) { return (long)(VL STEP_BUFFERS(SIZE_OF)); }
 
 long lesde_xscratch(int B) { return (long)B * CIN * S0 * S0 + 2 * VL; }
 
-long lesde_iscratch(int B) { return (long)B * (N1 * Q1 + N2 * Q2) + A2 + (long)A2 * N2; }
+long lesde_iscratch(int B) { return (long)(0 STEP_IBUFFERS(ISIZE_OF)); }
 
 static void trial(int B, const T *restrict x, const int64_t *restrict y, T lr,
                   T *restrict cw1, T *restrict cb1, T *restrict cw2, T *restrict cb2,
                   T *restrict fw1, T *restrict fb1, T *restrict fw2, T *restrict fb2,
                   T *restrict fw3, T *restrict fb3, T *restrict z, T *restrict loss,
                   T *restrict sc, int32_t *restrict si) {
-    sc = (T *)(((uintptr_t)sc + 63) & ~(uintptr_t)63);
-    T *a1 = sc;                         sc += AL((size_t)N1 * A1);
-    T *r1 = sc;                         sc += AL((size_t)B * N1 * Q1);
-    T *w2t = sc;                        sc += AL((size_t)KK2 * N2P);
-    T *w2p = sc;                        sc += AL((size_t)N2 * KP);
-    T *colsT = sc;                      sc += AL((size_t)B * A2P * KP);
-    T *a2 = sc;                         sc += AL((size_t)A2P * N2P);
-    T *f = sc;                          sc += AL((size_t)B * NF);
-    T *h3 = sc;                         sc += AL((size_t)B * N3);
-    T *h4 = sc;                         sc += AL((size_t)B * N4);
-    T *g5 = sc;                         sc += AL((size_t)B * NK);
-    T *g4 = sc;                         sc += AL((size_t)B * N4);
-    T *g3 = sc;                         sc += AL((size_t)B * N3);
-    T *gf = sc;                         sc += AL((size_t)B * NF);
-    T *pg = sc;                         sc += AL((size_t)A2 * N2);
-    T *gr1 = sc;                        sc += AL((size_t)N1 * P1 * P1P);
-    T *rows = sc;                       sc += AL((size_t)S2 * KP + 3 * P1P);
-    T *ga1 = sc;                        sc += AL((size_t)N1 * A1);
-    T *gW1 = sc;                        sc += AL((size_t)N1 * KK1);
-    T *gb1 = sc;                        sc += AL(N1);
-    T *gW2 = sc;                        sc += AL((size_t)N2 * KP);
-    T *gb2 = sc;                        sc += AL(N2);
-    T *tmp = sc;
-    int32_t *i1 = si;                   si += (size_t)B * N1 * Q1;
-    int32_t *i2 = si;                   si += (size_t)B * N2 * Q2;
-    int32_t *pn = si;                  si += A2;
-    int32_t *pco = si;
+    sc = ALIGN64(sc);
+    STEP_BUFFERS(CARVE)
+    STEP_IBUFFERS(ICARVE)
 
     /* ---------------------------------------------------------------- forward */
     T b2p[N2P];
